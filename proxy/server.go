@@ -1,0 +1,321 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshard/pgshard/pool"
+	"github.com/pgshard/pgshard/proxy/auth"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultClientLoginTimeout         = 15 * time.Second
+	DefaultMaxMessageSize             = 64 << 20
+	DefaultServerConnectTimeout       = 5 * time.Second
+	DefaultQueryWaitTimeout           = 120 * time.Second
+	DefaultPreparedStatementCacheSize = 500
+	DefaultPoolSize                   = 20
+)
+
+// Server accepts clients and runs their sessions. Create it with NewServer
+// and start it with Run. It is safe for concurrent use.
+type Server struct {
+	opts  Options
+	log   *slog.Logger
+	users map[string]*user
+	dbs   map[string]*database
+
+	ln      net.Listener
+	ready   chan struct{}
+	clients atomic.Int64
+	nextID  atomic.Uint64
+	tokens  atomic.Uint64
+
+	mu       sync.Mutex
+	sessions map[cancelKey]*session
+	conns    map[net.Conn]struct{}
+	wg       sync.WaitGroup
+}
+
+type user struct {
+	User
+	verifier auth.Verifier
+}
+
+// database is a configured database and its backend pools.
+type database struct {
+	Database
+	mu    sync.Mutex
+	pools map[poolKey]*backendPool
+}
+
+type poolKey struct {
+	user  string // backend user
+	shard int
+}
+
+// cancelKey is the BackendKeyData a client got from pgshard.
+type cancelKey struct {
+	pid    uint32
+	secret uint32
+}
+
+// NewServer checks opts and returns a server that is not yet listening.
+func NewServer(opts Options) (*Server, error) {
+	if opts.ClientLoginTimeout <= 0 {
+		opts.ClientLoginTimeout = DefaultClientLoginTimeout
+	}
+	if opts.MaxMessageSize <= 0 {
+		opts.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if opts.ServerConnectTimeout <= 0 {
+		opts.ServerConnectTimeout = DefaultServerConnectTimeout
+	}
+	if opts.PreparedStatementCacheSize <= 0 {
+		opts.PreparedStatementCacheSize = DefaultPreparedStatementCacheSize
+	}
+	if opts.PoolMode == "" {
+		opts.PoolMode = PoolTransaction
+	}
+	if opts.MaxClientConn <= 0 {
+		opts.MaxClientConn = 10000
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		opts:     opts,
+		log:      opts.Logger,
+		users:    map[string]*user{},
+		dbs:      map[string]*database{},
+		ready:    make(chan struct{}),
+		sessions: map[cancelKey]*session{},
+		conns:    map[net.Conn]struct{}{},
+	}
+	var errs []error
+	for _, u := range opts.Users {
+		v, err := auth.ParseVerifier(u.Name, u.Password)
+		if err != nil && u.Auth != AuthTrust {
+			errs = append(errs, fmt.Errorf("user %q: %w", u.Name, err))
+			continue
+		}
+		s.users[u.Name] = &user{User: u, verifier: v}
+	}
+	for _, d := range opts.Databases {
+		if len(d.Shards) == 0 {
+			errs = append(errs, fmt.Errorf("database %q has no shards", d.Name))
+			continue
+		}
+		for _, sh := range d.Shards {
+			if _, err := pgconn.ParseConfig(sh.Primary); err != nil {
+				errs = append(errs, fmt.Errorf("database %q shard %q: %w", d.Name, sh.Name, err))
+			}
+		}
+		if d.PoolSize <= 0 {
+			d.PoolSize = DefaultPoolSize
+		}
+		s.dbs[d.Name] = &database{Database: d, pools: map[poolKey]*backendPool{}}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Run listens on Options.Listen and serves clients until ctx ends. It then
+// stops accepting, closes client connections and backend pools, and
+// returns once every session has ended.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.opts.Listen)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve is Run on a listener the caller made.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.ln = ln
+	close(s.ready)
+	s.log.Info("listening", "addr", ln.Addr().String(), "pool_mode", string(s.opts.PoolMode))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	var tempDelay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscallEMFILE) {
+				// Out of file descriptors or similar: back off, keep serving.
+				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "error", err, "delay", tempDelay)
+				time.Sleep(tempDelay)
+				continue
+			}
+			cancel()
+			s.shutdown()
+			return err
+		}
+		tempDelay = 0
+		s.track(nc, true)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.track(nc, false)
+			s.serveConn(ctx, nc)
+		}()
+	}
+	s.shutdown()
+	return nil
+}
+
+// Addr returns the address the server listens on, once it does.
+func (s *Server) Addr() net.Addr {
+	<-s.ready
+	return s.ln.Addr()
+}
+
+func (s *Server) track(nc net.Conn, add bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		s.conns[nc] = struct{}{}
+	} else {
+		delete(s.conns, nc)
+	}
+}
+
+func (s *Server) shutdown() {
+	s.mu.Lock()
+	for nc := range s.conns {
+		nc.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	for _, d := range s.dbs {
+		d.mu.Lock()
+		for _, p := range d.pools {
+			p.Close()
+		}
+		d.mu.Unlock()
+	}
+}
+
+// nextToken returns a process-wide unique, non-zero number.
+func (s *Server) nextToken() uint64 { return s.tokens.Add(1) }
+
+// pool returns the pool of connections to a shard's primary for a backend
+// identity, creating it on first use.
+func (s *Server) pool(d *database, backendUser, password string, shard int) (*backendPool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	key := poolKey{user: backendUser, shard: shard}
+	if p := d.pools[key]; p != nil {
+		return p, nil
+	}
+	sh := d.Shards[shard]
+	cfg, err := pgconn.ParseConfig(sh.Primary)
+	if err != nil {
+		return nil, err
+	}
+	cfg.User = backendUser
+	cfg.Password = password
+	cfg.ConnectTimeout = s.opts.ServerConnectTimeout
+	cfg.RuntimeParams = map[string]string{}
+	bp := &backendPool{shard: sh.Name, addr: fmt.Sprintf("%s:%d", cfg.Host, cfg.Port)}
+	cacheSize := s.opts.PreparedStatementCacheSize
+	bp.Pool = pool.New(pool.Options[*serverConn]{
+		Size:        d.PoolSize,
+		MinIdle:     d.MinPoolSize,
+		IdleTimeout: s.opts.ServerIdleTimeout,
+		Lifetime:    s.opts.ServerLifetime,
+		WaitTimeout: s.opts.QueryWaitTimeout,
+		Dial: func(ctx context.Context) (*serverConn, error) {
+			c, err := dialServer(ctx, bp, cfg, cacheSize)
+			if err != nil {
+				s.log.Warn("backend connection failed", "database", d.Name, "shard", sh.Name, "server", bp.addr, "error", err)
+			}
+			return c, err
+		},
+	})
+	d.pools[key] = bp
+	return bp, nil
+}
+
+// register gives a session a cancel key no other session has.
+func (s *Server) register(sess *session, pid uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		var b [8]byte
+		rand.Read(b[:])
+		k := cancelKey{pid: pid, secret: binary.BigEndian.Uint32(b[4:])}
+		if pid == 0 {
+			k.pid = binary.BigEndian.Uint32(b[:4]) &^ (1 << 31)
+		}
+		if _, taken := s.sessions[k]; !taken && k.pid != 0 {
+			sess.key = k
+			s.sessions[k] = sess
+			return
+		}
+	}
+}
+
+func (s *Server) unregister(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sessions[sess.key] == sess {
+		delete(s.sessions, sess.key)
+	}
+}
+
+// cancel handles a CancelRequest: the query running for the session with
+// that key, if any, is cancelled on the backend it runs on. The backend is
+// not given to another client until the request has been delivered, so a
+// cancel never reaches someone else's query.
+func (s *Server) cancel(ctx context.Context, k cancelKey) {
+	s.mu.Lock()
+	sess := s.sessions[k]
+	s.mu.Unlock()
+	if sess == nil {
+		return
+	}
+	sess.mu.Lock()
+	c := sess.backend
+	if c == nil || sess.q.len() == 0 && !sess.copyIn {
+		sess.mu.Unlock()
+		return // nothing is running
+	}
+	c.cancels.Add(1)
+	sess.mu.Unlock()
+	defer c.cancels.Done()
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ServerConnectTimeout)
+	defer cancel()
+	if err := c.cancel(ctx); err != nil {
+		s.log.Warn("cancel request failed", "shard", c.p.shard, "error", err)
+	}
+}
+
+// writeFatal sends a final ErrorResponse on a connection being closed.
+func writeFatal(w io.Writer, err error) {
+	w.Write(appendErrorResponse(nil, err))
+}

@@ -1,0 +1,1335 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/pgshard/pgshard/parser"
+)
+
+// session is one client connection after login.
+//
+// The session goroutine (serve) owns the client reader and everything not
+// listed under mu or wmu. The reader goroutine of the attached backend
+// writes replies to the client under wmu and updates the state under mu.
+// Lock order: wmu before mu. Nobody blocks on the network while holding mu.
+type session struct {
+	srv   *Server
+	id    uint64
+	log   *slog.Logger
+	nc    net.Conn
+	cr    *bufio.Reader
+	db    *database
+	pool  *backendPool
+	user  string
+	mode  PoolMode
+	key   cancelKey
+	ctx   context.Context
+	trace bool // keep the server statement names of the client as is (session mode)
+
+	// startup holds the SET statements that apply the client's startup
+	// parameters; they are the session defaults RESET returns to.
+	startup map[string]string
+
+	// Owned by the session goroutine.
+	body       []byte
+	out        []byte
+	stmts      map[string]*clientStmt
+	unnamed    *clientStmt // the client's unnamed statement, if any
+	unnamedTok uint64      // identifies it on a backend
+	portals    map[string]parser.Statement
+	skipToSync  bool // a proxy error in the extended protocol: discard until Sync
+	wroteDirect bool
+	// lostMidRound is set by backendLost when the client had sent part of
+	// an extended-protocol round; the session goroutine then skips to Sync.
+	lostMidRound atomic.Bool
+
+	wmu       sync.Mutex
+	cw        *bufio.Writer
+	clientErr error
+
+	mu             sync.Mutex
+	backend        *serverConn
+	q              respQueue
+	holding        bool // the session goroutine is writing to backend
+	releasePending bool // backend became free while held
+	txStatus       byte
+	inBlock        bool // an explicit transaction block is open
+	copyIn         bool
+	pinned         bool   // session state lives on this backend: keep it
+	pinReason      string // for logs
+	failedTx       bool   // the backend died inside a transaction block
+	failedRound    bool   // the server reported an error and skips to Sync
+	deathErr       *pgError
+	params         map[string]string // committed SET statements by setting
+	pending        []setOp           // SETs of the open transaction
+	connUnknown    bool              // the backend's settings no longer match params
+	fakes          []byte            // scratch for the reader
+}
+
+// clientStmt is a statement the client prepared under its own name.
+type clientStmt struct {
+	sn    string // name on the backends
+	query string
+	types []byte // the Parse message's parameter type section
+	class parser.Statement
+}
+
+type setOp struct {
+	kind parser.Kind
+	name string
+	text string
+}
+
+var errBackendGone = errors.New("backend connection lost")
+
+// serve runs the session until the client leaves or the connection fails.
+func (s *session) serve() error {
+	for {
+		if s.cr.Buffered() == 0 {
+			s.endBatch()
+		}
+		typ, n, err := peekHeader(s.cr)
+		if err != nil {
+			return err
+		}
+		if n < 0 {
+			return newFatal(codeProtocolViolation, "invalid message length")
+		}
+		if typ == 'd' {
+			if err := s.copyData(n); err != nil {
+				return err
+			}
+			continue
+		}
+		if n > s.srv.opts.MaxMessageSize {
+			return newFatal(codeProgramLimit, "message of %d bytes exceeds max_message_size (%d bytes)", n, s.srv.opts.MaxMessageSize)
+		}
+		s.cr.Discard(headerLen)
+		s.body, err = readFull(s.cr, s.body, n)
+		if err != nil {
+			return err
+		}
+		if typ == 'X' {
+			return io.EOF
+		}
+		for attempt := 0; ; attempt++ {
+			err = s.dispatch(typ, s.body)
+			if !errors.Is(err, errBackendGone) || attempt > 0 {
+				break
+			}
+		}
+		if err != nil && !errors.Is(err, errBackendGone) {
+			var pe *pgError
+			if errors.As(err, &pe) && pe.Severity == "FATAL" {
+				return err
+			}
+			s.replyError(typ, err)
+		}
+	}
+}
+
+// dispatch handles one frontend message.
+func (s *session) dispatch(typ byte, body []byte) error {
+	if s.lostMidRound.Swap(false) {
+		s.skipToSync = true
+	}
+	if s.skipToSync {
+		switch typ {
+		case 'S':
+			s.skipToSync = false
+			return s.sync(body)
+		case 'P', 'B', 'D', 'E', 'C', 'H', 'c', 'f':
+			return nil
+		}
+		s.skipToSync = false
+	}
+	switch typ {
+	case 'Q':
+		return s.query(body)
+	case 'P':
+		return s.parse(body)
+	case 'B':
+		return s.bind(body)
+	case 'D':
+		return s.describe(body)
+	case 'E':
+		return s.execute(body)
+	case 'C':
+		return s.closeMsg(body)
+	case 'S':
+		return s.sync(body)
+	case 'H':
+		return s.flush(body)
+	case 'F':
+		return s.forwardNew(typ, body, entry{kind: eFunction})
+	case 'c', 'f':
+		return s.copyEnd(typ, body)
+	default:
+		return newFatal(codeProtocolViolation, "invalid frontend message type %q", typ)
+	}
+}
+
+// replyError reports an error of the proxy's own making for message typ, in
+// its place among the replies. In the extended protocol the rest up to Sync
+// is then discarded, as PostgreSQL does.
+func (s *session) replyError(typ byte, err error) {
+	s.out = appendErrorResponse(s.out[:0], err)
+	simple := typ == 'Q' || typ == 'F'
+	s.reply(entry{kind: eFake, fake: bytes.Clone(s.out), readyAfter: simple})
+	if !simple && typ != 'S' {
+		s.skipToSync = true
+	}
+	if pe := toPgError(err); pe.Code != codeInvalidPassword {
+		s.log.Debug("statement refused", "sqlstate", pe.Code, "error", pe.Message)
+	}
+}
+
+// reply queues a reply of the proxy's own, or writes it at once when no
+// backend reply can come before it.
+func (s *session) reply(e entry) {
+	s.mu.Lock()
+	if s.backend != nil && s.holding {
+		s.q.push(e)
+		s.mu.Unlock()
+		return
+	}
+	if s.backend != nil {
+		// Hold the backend so the reply cannot overtake queued replies.
+		s.holding = true
+		s.q.push(e)
+		s.mu.Unlock()
+		return
+	}
+	status := s.txStatus
+	if s.failedTx {
+		status = 'E'
+	}
+	s.mu.Unlock()
+	s.wmu.Lock()
+	if s.clientErr == nil {
+		s.cw.Write(e.fake)
+		if e.readyAfter {
+			s.cw.Write(appendReadyForQuery(s.fakes[:0:0], status))
+		}
+	}
+	s.wmu.Unlock()
+	s.wroteDirect = true
+}
+
+// attach returns the backend the session holds, acquiring one if needed, and
+// marks it held until the end of the batch.
+func (s *session) attach() (*serverConn, error) {
+	s.mu.Lock()
+	if c := s.backend; c != nil {
+		s.holding = true
+		s.mu.Unlock()
+		return c, nil
+	}
+	s.mu.Unlock()
+	c, err := s.acquire()
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.backend = c
+	c.owner.Store(s)
+	s.holding = true
+	s.txStatus = 'I'
+	failed := s.failedTx
+	s.failedTx = false
+	s.mu.Unlock()
+	if !maps.Equal(c.params, s.params) {
+		s.syncParams(c)
+	}
+	if failed {
+		// The client's transaction died with its backend. Open a failed
+		// transaction here so PostgreSQL itself refuses everything but
+		// ROLLBACK, in any protocol.
+		s.internalQuery(c, "BEGIN; SELECT 1/0", true, nil)
+	}
+	return c, nil
+}
+
+func (s *session) acquire() (*serverConn, error) {
+	c, err := s.pool.Acquire(s.ctx)
+	if err == nil {
+		return c, nil
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return nil, &pgError{Severity: "ERROR", Code: codeTooManyConnections, err: err,
+			Message: fmt.Sprintf("timed out after %s waiting for a connection to server %s (all %d in use)", s.srv.opts.QueryWaitTimeout, s.pool.shard, s.db.PoolSize),
+			Hint:    "Raise pool_size or query_wait_timeout, or shorten transactions."}
+	case errors.Is(err, context.Canceled):
+		return nil, newFatal(codeAdminShutdown, "pgshard is shutting down")
+	default:
+		return nil, &pgError{Severity: "ERROR", Code: codeConnectionFailure, err: err,
+			Message: fmt.Sprintf("could not connect to server %s (%s): %v", s.pool.shard, s.pool.addr, errors.Unwrap(err)),
+			Hint:    "Check that the backend server is running and that pgshard's backend credentials are right."}
+	}
+}
+
+// syncParams brings the backend's settings in line with the session's.
+func (s *session) syncParams(c *serverConn) {
+	var b strings.Builder
+	if c.params == nil {
+		b.WriteString("RESET ALL;")
+	} else {
+		for name := range c.params {
+			if _, ok := s.params[name]; !ok {
+				b.WriteString("RESET ")
+				b.WriteString(quoteIdent(name))
+				b.WriteString(";")
+			}
+		}
+	}
+	for name, set := range s.params {
+		if c.params == nil || c.params[name] != set {
+			b.WriteString(set)
+			b.WriteString(";")
+		}
+	}
+	if b.Len() > 0 {
+		s.internalQuery(c, b.String(), false, nil)
+	}
+	c.params = maps.Clone(s.params)
+}
+
+// internalQuery sends a query of the proxy's own whose replies the client
+// does not see. Errors reach the client as warnings unless quiet.
+func (s *session) internalQuery(c *serverConn, sql string, quiet bool, done chan struct{}) error {
+	if err := s.push(c, entry{kind: eQuery, swallow: true, quiet: quiet, done: done}); err != nil {
+		return err
+	}
+	s.out = appendQuery(s.out[:0], sql)
+	return s.write(c, s.out)
+}
+
+// push appends an entry for a message about to be written to c. It fails
+// when c is no longer the session's backend.
+func (s *session) push(c *serverConn, e entry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.backend != c {
+		return errBackendGone
+	}
+	s.q.push(e)
+	return nil
+}
+
+func (s *session) write(c *serverConn, b []byte) error {
+	if _, err := c.bw.Write(b); err != nil {
+		// The reader sees the failure too and reports it to the client.
+		c.nc.Close()
+	}
+	return nil
+}
+
+// writeMsg writes a message with the given type and body to the backend.
+func (s *session) writeMsg(c *serverConn, typ byte, body ...[]byte) error {
+	n := 0
+	for _, b := range body {
+		n += len(b)
+	}
+	s.out = appendHeader(s.out[:0], typ, n)
+	for _, b := range body {
+		s.out = append(s.out, b...)
+	}
+	return s.write(c, s.out)
+}
+
+// forwardNew sends a message to the backend with its entry.
+func (s *session) forwardNew(typ byte, body []byte, e entry) error {
+	c, err := s.attach()
+	if err != nil {
+		return err
+	}
+	if err := s.push(c, e); err != nil {
+		return err
+	}
+	return s.writeMsg(c, typ, body)
+}
+
+// endBatch flushes what the batch wrote and lets the backend go if it
+// became free meanwhile.
+func (s *session) endBatch() {
+	s.mu.Lock()
+	c := s.backend
+	held := s.holding && c != nil
+	tailFake := held && s.q.back() != nil && s.q.back().kind == eFake
+	s.mu.Unlock()
+	if tailFake {
+		// A reply of the proxy's own waits behind the backend's; a no-op
+		// Close and a Flush make the backend answer, and its answer
+		// releases ours.
+		if s.push(c, entry{kind: eClose, swallow: true}) == nil {
+			s.write(c, msgTickClose)
+			s.write(c, msgFlush)
+		}
+	}
+	if held {
+		if err := c.bw.Flush(); err != nil {
+			c.nc.Close()
+		}
+	}
+	s.mu.Lock()
+	s.holding = false
+	var rel *serverConn
+	if s.releasePending {
+		s.releasePending = false
+		if s.releasableLocked() {
+			rel = s.detachLocked()
+		}
+	}
+	s.mu.Unlock()
+	if rel != nil {
+		s.giveBack(rel)
+	}
+	if s.wroteDirect {
+		s.wroteDirect = false
+		s.wmu.Lock()
+		if s.clientErr == nil {
+			s.clientErr = s.cw.Flush()
+		}
+		s.wmu.Unlock()
+	}
+}
+
+// releasableLocked reports whether the backend may go back to the pool.
+func (s *session) releasableLocked() bool {
+	return s.backend != nil && s.q.len() == 0 && s.txStatus == 'I' && !s.copyIn &&
+		s.mode != PoolSession && !s.pinned
+}
+
+// detachLocked unties the backend from the session and records the
+// settings it is left with.
+func (s *session) detachLocked() *serverConn {
+	c := s.backend
+	s.backend = nil
+	c.owner.Store(nil)
+	if s.connUnknown {
+		c.params = nil
+		s.connUnknown = false
+	} else if !maps.Equal(c.params, s.params) {
+		c.params = maps.Clone(s.params)
+	}
+	return c
+}
+
+// giveBack returns a detached backend to its pool once cancel requests
+// aimed at it have been delivered.
+func (s *session) giveBack(c *serverConn) {
+	c.cancels.Wait()
+	c.p.Release(c)
+}
+
+// query handles a simple Query message.
+func (s *session) query(body []byte) error {
+	sql := bodyString(body)
+	var stmts []parser.Statement
+	if s.mode != PoolSession {
+		// Classify on the message buffer (sql aliases it); copy only when
+		// something is kept.
+		if parser.Classify(sql) != nil {
+			stmts = parser.Classify(strings.Clone(sql))
+		}
+		if err := s.checkStatements(stmts); err != nil {
+			return err
+		}
+		if len(stmts) == 1 && s.deallocate(stmts[0]) {
+			return nil
+		}
+	}
+	c, err := s.attach()
+	if err != nil {
+		return err
+	}
+	for _, st := range stmts {
+		s.beforeSend(c, st)
+	}
+	if err := s.push(c, entry{kind: eQuery, stmts: stmts}); err != nil {
+		return err
+	}
+	return s.writeMsg(c, 'Q', body)
+}
+
+// checkStatements refuses what the pool mode cannot serve.
+func (s *session) checkStatements(stmts []parser.Statement) error {
+	if s.mode != PoolStatement {
+		return nil
+	}
+	for _, st := range stmts {
+		if st.Kind == parser.Begin || (st.Chain && (st.Kind == parser.Commit || st.Kind == parser.Rollback)) {
+			return &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+				Message: "transaction blocks are not allowed in statement pooling mode",
+				Hint:    "Send each statement on its own, or use pool_mode: transaction."}
+		}
+	}
+	return nil
+}
+
+// beforeSend applies what a statement does to the proxy's bookkeeping at
+// the moment it is sent: pins, and the prepared statements DISCARD ALL and
+// DEALLOCATE ALL drop on the backend.
+func (s *session) beforeSend(c *serverConn, st parser.Statement) {
+	switch st.Kind {
+	case parser.SessionState:
+		s.mu.Lock()
+		if !s.pinned {
+			s.pinned, s.pinReason = true, st.Kind.String()
+			s.log.Debug("session pinned to its backend", "reason", firstWords(st.Text))
+		}
+		s.mu.Unlock()
+	case parser.DiscardAll:
+		clear(s.stmts)
+		s.unnamed = nil
+		s.mu.Lock()
+		c.prepared.clear()
+		c.unnamed = 0
+		s.pinned = false
+		s.mu.Unlock()
+	case parser.DeallocateAll:
+		s.mu.Lock()
+		c.prepared.clear()
+		c.unnamed = 0
+		s.mu.Unlock()
+		clear(s.stmts)
+	}
+}
+
+// deallocate answers DEALLOCATE of a statement the client prepared through
+// the protocol, which lives on the backends under another name. It reports
+// whether it answered.
+func (s *session) deallocate(st parser.Statement) bool {
+	s.mu.Lock()
+	pinned, status := s.pinned, s.txStatus
+	s.mu.Unlock()
+	if status == 'E' {
+		return false // let the server say the transaction is aborted
+	}
+	tag := "DEALLOCATE"
+	switch {
+	case st.Kind == parser.Deallocate && s.stmts[st.Name] != nil:
+		delete(s.stmts, st.Name)
+	case st.Kind == parser.DeallocateAll && !pinned:
+		clear(s.stmts)
+		tag = "DEALLOCATE ALL"
+	default:
+		return false
+	}
+	s.reply(entry{kind: eFake, fake: appendCommandComplete(nil, tag), readyAfter: true})
+	return true
+}
+
+// parse handles a Parse message.
+func (s *session) parse(body []byte) error {
+	if s.mode == PoolSession {
+		return s.forwardNew('P', body, entry{kind: eParse})
+	}
+	name, rest, ok1 := cstring(body)
+	query, types, ok2 := cstring(rest)
+	if !ok1 || !ok2 {
+		return newFatal(codeProtocolViolation, "malformed Parse message")
+	}
+	class := parser.First(bytesString(query))
+	if class.Kind != parser.Other {
+		class = parser.First(string(query))
+	}
+	if err := s.checkStatements([]parser.Statement{class}); err != nil {
+		return err
+	}
+	if len(name) == 0 {
+		c, err := s.attach()
+		if err != nil {
+			return err
+		}
+		s.beforeSend(c, class)
+		s.unnamed = &clientStmt{query: string(query), types: bytes.Clone(types), class: class}
+		s.unnamedTok = s.srv.nextToken()
+		c.unnamed = s.unnamedTok
+		if err := s.push(c, entry{kind: eParse}); err != nil {
+			return err
+		}
+		return s.writeMsg(c, 'P', body)
+	}
+	if _, dup := s.stmts[string(name)]; dup {
+		return &pgError{Severity: "ERROR", Code: codeDuplicatePrepared,
+			Message: fmt.Sprintf("prepared statement %q already exists", name)}
+	}
+	st := &clientStmt{sn: serverStmtName(query, types), query: string(query), types: bytes.Clone(types), class: class}
+	c, err := s.attach()
+	if err != nil {
+		return err
+	}
+	s.beforeSend(c, class)
+	s.stmts[string(name)] = st
+	s.mu.Lock()
+	have := c.prepared.has(st.sn)
+	s.mu.Unlock()
+	if have {
+		s.reply(entry{kind: eFake, fake: msgParseComplete})
+		return nil
+	}
+	return s.prepare(c, st, false)
+}
+
+// prepare creates st on backend c under its server name. Replies to an
+// injected Parse are swallowed; errors still reach the client.
+func (s *session) prepare(c *serverConn, st *clientStmt, injected bool) error {
+	s.mu.Lock()
+	evicted := c.prepared.add(st.sn)
+	s.mu.Unlock()
+	if evicted != "" {
+		if err := s.push(c, entry{kind: eClose, swallow: true}); err != nil {
+			return err
+		}
+		s.writeMsg(c, 'C', []byte{'S'}, []byte(evicted), []byte{0})
+	}
+	if err := s.push(c, entry{kind: eParse, swallow: injected, sn: st.sn}); err != nil {
+		return err
+	}
+	return s.writeMsg(c, 'P', []byte(st.sn), []byte{0}, []byte(st.query), []byte{0}, st.types)
+}
+
+// resolve makes sure the client statement name is prepared on c and
+// returns the name to use there.
+func (s *session) resolve(c *serverConn, name []byte) (string, *clientStmt, error) {
+	if len(name) == 0 {
+		if s.unnamed == nil {
+			return "", nil, &pgError{Severity: "ERROR", Code: "26000", Message: "unnamed prepared statement does not exist"}
+		}
+		if c.unnamed != s.unnamedTok {
+			st := s.unnamed
+			if err := s.push(c, entry{kind: eParse, swallow: true}); err != nil {
+				return "", nil, err
+			}
+			s.writeMsg(c, 'P', []byte{0}, []byte(st.query), []byte{0}, st.types)
+			c.unnamed = s.unnamedTok
+		}
+		return "", s.unnamed, nil
+	}
+	st := s.stmts[string(name)]
+	if st == nil {
+		return "", nil, &pgError{Severity: "ERROR", Code: "26000", Message: fmt.Sprintf("prepared statement %q does not exist", name)}
+	}
+	s.mu.Lock()
+	have := c.prepared.has(st.sn)
+	s.mu.Unlock()
+	if !have {
+		if err := s.prepare(c, st, true); err != nil {
+			return "", nil, err
+		}
+	}
+	return st.sn, st, nil
+}
+
+// bind handles a Bind message, renaming the statement to its server name.
+func (s *session) bind(body []byte) error {
+	if s.mode == PoolSession {
+		return s.forwardNew('B', body, entry{kind: eBind})
+	}
+	portal, rest, ok1 := cstring(body)
+	name, params, ok2 := cstring(rest)
+	if !ok1 || !ok2 {
+		return newFatal(codeProtocolViolation, "malformed Bind message")
+	}
+	c, err := s.attach()
+	if err != nil {
+		return err
+	}
+	sn, st, err := s.resolve(c, name)
+	if err != nil {
+		return err
+	}
+	if st.class.Kind != parser.Other {
+		if s.portals == nil {
+			s.portals = map[string]parser.Statement{}
+		}
+		s.portals[string(portal)] = st.class
+	} else if len(s.portals) > 0 {
+		delete(s.portals, string(portal))
+	}
+	if err := s.push(c, entry{kind: eBind}); err != nil {
+		return err
+	}
+	return s.writeMsg(c, 'B', portal, []byte{0}, []byte(sn), []byte{0}, params)
+}
+
+// describe handles Describe of a statement or portal.
+func (s *session) describe(body []byte) error {
+	if s.mode == PoolSession || len(body) < 2 || body[0] != 'S' {
+		return s.forwardNew('D', body, entry{kind: eDescribe})
+	}
+	name, _, ok := cstring(body[1:])
+	if !ok {
+		return newFatal(codeProtocolViolation, "malformed Describe message")
+	}
+	c, err := s.attach()
+	if err != nil {
+		return err
+	}
+	sn, _, err := s.resolve(c, name)
+	if err != nil {
+		return err
+	}
+	if err := s.push(c, entry{kind: eDescribe}); err != nil {
+		return err
+	}
+	return s.writeMsg(c, 'D', []byte{'S'}, []byte(sn), []byte{0})
+}
+
+// execute handles Execute, remembering what the portal's statement does.
+func (s *session) execute(body []byte) error {
+	e := entry{kind: eExecute}
+	if s.mode != PoolSession && len(s.portals) > 0 {
+		if portal, _, ok := cstring(body); ok {
+			if st, ok := s.portals[string(portal)]; ok {
+				e.stmts = []parser.Statement{st}
+			}
+		}
+	}
+	c, err := s.attach()
+	if err != nil {
+		return err
+	}
+	for _, st := range e.stmts {
+		s.beforeSend(c, st)
+	}
+	if err := s.push(c, e); err != nil {
+		return err
+	}
+	return s.writeMsg(c, 'E', body)
+}
+
+// closeMsg handles Close. Client statements stay prepared on the backends
+// for other clients; only the client's name for them goes.
+func (s *session) closeMsg(body []byte) error {
+	if s.mode == PoolSession || len(body) < 2 {
+		return s.forwardNew('C', body, entry{kind: eClose})
+	}
+	name, _, ok := cstring(body[1:])
+	if !ok {
+		return newFatal(codeProtocolViolation, "malformed Close message")
+	}
+	s.mu.Lock()
+	attached := s.backend != nil
+	s.mu.Unlock()
+	switch {
+	case body[0] == 'S' && len(name) > 0:
+		delete(s.stmts, string(name))
+	case body[0] == 'S':
+		s.unnamed = nil
+	case attached:
+		return s.forwardNew('C', body, entry{kind: eClose})
+	}
+	// Portals do not outlive the transaction, so without a backend there is
+	// nothing to close.
+	s.reply(entry{kind: eFake, fake: msgCloseComplete})
+	return nil
+}
+
+// sync handles Sync: the end of an extended-protocol round.
+func (s *session) sync(body []byte) error {
+	s.mu.Lock()
+	c, copyIn := s.backend, s.copyIn
+	s.mu.Unlock()
+	if c == nil {
+		s.reply(entry{kind: eFake, readyAfter: true})
+		return nil
+	}
+	c, err := s.attach()
+	if err != nil {
+		return err
+	}
+	if !copyIn {
+		// The server ignores Sync during COPY FROM STDIN; so does the queue.
+		if err := s.push(c, entry{kind: eSync}); err != nil {
+			return err
+		}
+	}
+	return s.write(c, msgSync)
+}
+
+// flush handles Flush.
+func (s *session) flush(body []byte) error {
+	s.mu.Lock()
+	c := s.backend
+	s.mu.Unlock()
+	if c == nil {
+		s.wroteDirect = true
+		return nil
+	}
+	c, err := s.attach()
+	if err != nil {
+		return err
+	}
+	return s.writeMsg(c, 'H')
+}
+
+// copyData streams a CopyData message to the backend without holding it.
+func (s *session) copyData(n int) error {
+	s.mu.Lock()
+	c := s.backend
+	if c != nil {
+		s.holding = true
+	}
+	s.mu.Unlock()
+	if c == nil || s.skipToSync {
+		return skip(s.cr, headerLen+n) // after a failed COPY, PostgreSQL drops these too
+	}
+	if err := relay(c.bw, s.cr, headerLen+n); err != nil {
+		if _, rerr := s.cr.Peek(1); rerr != nil {
+			return err // the client went away
+		}
+		c.nc.Close()
+	}
+	return nil
+}
+
+// copyEnd forwards CopyDone or CopyFail.
+func (s *session) copyEnd(typ byte, body []byte) error {
+	s.mu.Lock()
+	c := s.backend
+	if c != nil {
+		s.holding = true
+		s.copyIn = false
+	}
+	s.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	return s.writeMsg(c, typ, body)
+}
+
+// close ends the session: the backend goes back clean, or is closed.
+func (s *session) close() {
+	s.mu.Lock()
+	c := s.backend
+	s.mu.Unlock()
+	if c != nil {
+		s.returnBackend(c)
+	}
+}
+
+// returnBackend cleans a backend the client leaves behind: an open
+// transaction is rolled back and, in session mode or when session state was
+// pinned to it, the server_reset_query is run. A backend that is busy or
+// does not come back clean is closed.
+func (s *session) returnBackend(c *serverConn) {
+	s.mu.Lock()
+	clean := s.backend == c && s.q.len() == 0 && !s.copyIn
+	status, needReset := s.txStatus, s.mode == PoolSession || s.pinned
+	s.mu.Unlock()
+	var queries []string
+	if status != 'I' {
+		queries = append(queries, "ROLLBACK")
+	}
+	if needReset && s.srv.opts.ServerResetQuery != "" {
+		queries = append(queries, s.srv.opts.ServerResetQuery)
+	}
+	if clean && len(queries) > 0 {
+		s.mu.Lock()
+		s.holding = true
+		s.mu.Unlock()
+		done := make(chan struct{})
+		for i, q := range queries {
+			var d chan struct{}
+			if i == len(queries)-1 {
+				d = done
+			}
+			s.internalQuery(c, q, true, d)
+		}
+		if err := c.bw.Flush(); err != nil {
+			clean = false
+		} else {
+			t := time.NewTimer(s.srv.opts.ServerConnectTimeout)
+			select {
+			case <-done:
+			case <-t.C:
+				clean = false
+			}
+			t.Stop()
+		}
+	}
+	s.mu.Lock()
+	if s.backend != c {
+		s.mu.Unlock()
+		return // lost meanwhile; already discarded
+	}
+	clean = clean && s.q.len() == 0 && s.txStatus == 'I'
+	if clean && needReset {
+		if strings.EqualFold(strings.TrimSpace(s.srv.opts.ServerResetQuery), "DISCARD ALL") {
+			s.connUnknown = false
+			s.params = map[string]string{}
+			c.prepared.clear()
+			c.unnamed = 0
+		} else {
+			s.connUnknown = true
+		}
+	}
+	s.detachLocked()
+	s.holding = false
+	s.mu.Unlock()
+	if clean {
+		s.giveBack(c)
+	} else {
+		c.cancels.Wait()
+		c.p.Discard(c)
+	}
+}
+
+// fromServer handles one backend message, whose header is peeked in c.br.
+// It runs on c's reader goroutine.
+func (s *session) fromServer(c *serverConn, typ byte, n int) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+
+	var body []byte
+	var err error
+	if typ == 'Z' || typ == 'E' || typ == 'C' || typ == 'G' {
+		// Small messages the proxy reads; the rest it streams.
+		if n > 1<<20 {
+			return fmt.Errorf("server message %q too long", typ)
+		}
+		h, err := c.br.Peek(headerLen + n)
+		if err != nil {
+			return err
+		}
+		body = h[headerLen:]
+	}
+
+	s.mu.Lock()
+	if s.backend != c {
+		s.mu.Unlock()
+		return skip(c.br, headerLen+n)
+	}
+	s.fakes = s.takeFakes(s.fakes[:0])
+	e := s.q.front()
+	forward, release := true, false
+	switch typ {
+	case 'S', 'N', 'A':
+		// Asynchronous: ParameterStatus, notices and notifications.
+		forward = e == nil || !e.swallow
+	case 'E':
+		if sev := errorSeverity(body); (sev == "FATAL" || sev == "PANIC") && s.mode != PoolSession && !s.pinned {
+			// The server is closing this connection. The client keeps its
+			// connection to pgshard, so it gets an ERROR when the loss is
+			// noticed.
+			s.deathErr = parseServerError(body)
+			s.mu.Unlock()
+			return skip(c.br, headerLen+n)
+		}
+		if e == nil {
+			break
+		}
+		forward = !e.swallow || (!e.quiet && e.kind != eQuery)
+		if e.kind == eQuery && e.swallow && !e.quiet {
+			typ = 'N' // a failed SET replay: warn the client
+			forward = true
+		}
+		if !s.inBlock {
+			s.pending = s.pending[:0] // the implicit transaction is rolled back
+		}
+		switch e.kind {
+		case eSync, eQuery, eFunction:
+		default:
+			// The server skips to the next Sync; so does the queue.
+			s.failedRound = true
+			s.dropFailed(c)
+		}
+	case 'Z':
+		// Entries still ahead of the Sync were skipped by the server after
+		// an error (or were no-op Closes sent while it was skipping).
+		s.dropFailed(c)
+		s.failedRound = false
+		e = s.q.front()
+		if e == nil || (e.kind != eSync && e.kind != eQuery && e.kind != eFunction) {
+			s.mu.Unlock()
+			return fmt.Errorf("unexpected ReadyForQuery from server")
+		}
+		forward = !e.swallow
+		status := byte('I')
+		if len(body) > 0 {
+			status = body[0]
+		}
+		s.txStatus = status
+		s.inBlock = status != 'I'
+		if status == 'I' {
+			s.commitPending()
+		}
+		s.q.pop()
+		if s.releasableLocked() {
+			if s.holding {
+				s.releasePending = true
+			} else {
+				release = true
+			}
+		}
+	case '1', '2', '3', 'n', 's', 'I':
+		if e == nil {
+			s.mu.Unlock()
+			return fmt.Errorf("unexpected message %q from server", typ)
+		}
+		forward = !e.swallow
+		if typ == 'I' && e.kind == eQuery {
+			break
+		}
+		s.q.pop()
+	case 'T':
+		if e == nil {
+			s.mu.Unlock()
+			return fmt.Errorf("unexpected RowDescription from server")
+		}
+		forward = !e.swallow
+		if e.kind == eDescribe {
+			s.q.pop()
+		}
+	case 'C':
+		if e == nil {
+			s.mu.Unlock()
+			return fmt.Errorf("unexpected CommandComplete from server")
+		}
+		forward = !e.swallow
+		if e.next < len(e.stmts) {
+			s.confirm(e.stmts[e.next], string(bodyString(body)))
+			e.next++
+		}
+		if e.kind == eExecute {
+			s.q.pop()
+		}
+	case 'G':
+		s.copyIn = true
+		if e != nil && e.kind == eExecute {
+			s.dropSyncsAfterHead()
+		}
+		forward = e == nil || !e.swallow
+	default:
+		// DataRow, CopyData/Done/OutResponse, ParameterDescription,
+		// FunctionCallResponse: part of the current reply.
+		forward = e == nil || !e.swallow
+	}
+	s.mu.Unlock()
+
+	if len(s.fakes) > 0 && s.clientErr == nil {
+		_, s.clientErr = s.cw.Write(s.fakes)
+	}
+	if forward && s.clientErr == nil {
+		if body != nil {
+			h, _ := c.br.Peek(headerLen + n)
+			h[0] = typ
+			_, s.clientErr = s.cw.Write(h)
+			c.br.Discard(headerLen + n)
+		} else {
+			err = relay(s.cw, c.br, headerLen+n)
+			if err != nil && c.br.Buffered() == 0 {
+				if _, perr := c.br.Peek(1); perr != nil {
+					return err // the backend failed mid-message
+				}
+			}
+			if err != nil {
+				s.clientErr = err
+			}
+		}
+	} else if err := skip(c.br, headerLen+n); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if len(s.fakes) > 0 || s.q.len() > 0 {
+		s.fakes = s.takeFakes(s.fakes[:0])
+	} else {
+		s.fakes = s.fakes[:0]
+	}
+	s.mu.Unlock()
+	if len(s.fakes) > 0 && s.clientErr == nil {
+		_, s.clientErr = s.cw.Write(s.fakes)
+	}
+	if (c.br.Buffered() == 0 || release) && s.clientErr == nil {
+		s.clientErr = s.cw.Flush()
+	}
+	if s.clientErr != nil {
+		s.cw.Reset(io.Discard)
+	}
+	if release {
+		s.mu.Lock()
+		if s.backend == c && s.releasableLocked() && !s.holding {
+			s.detachLocked()
+		} else {
+			if s.backend == c {
+				s.releasePending = true
+			}
+			release = false
+		}
+		s.mu.Unlock()
+		if release {
+			s.giveBack(c)
+		}
+	}
+	return nil
+}
+
+// takeFakes pops the proxy's own replies at the head of the queue into buf.
+func (s *session) takeFakes(buf []byte) []byte {
+	for e := s.q.front(); e != nil && e.kind == eFake; e = s.q.front() {
+		if s.failedRound {
+			// Queued after a message the server failed: PostgreSQL
+			// would not have answered it.
+			s.q.pop()
+			continue
+		}
+		buf = append(buf, e.fake...)
+		if e.readyAfter {
+			status := s.txStatus
+			if s.backend == nil && s.failedTx {
+				status = 'E'
+			}
+			buf = appendReadyForQuery(buf, status)
+		}
+		s.q.pop()
+	}
+	return buf
+}
+
+// dropFailed pops the failed head entry and every entry up to the next
+// Sync, which the server skips after an error.
+func (s *session) dropFailed(c *serverConn) {
+	for e := s.q.front(); e != nil && e.kind != eSync && e.kind != eQuery && e.kind != eFunction; e = s.q.front() {
+		if e.kind == eParse && e.sn != "" {
+			c.prepared.remove(e.sn)
+		}
+		s.q.pop()
+	}
+}
+
+// dropSyncsAfterHead forgets Syncs sent while the server was entering COPY
+// FROM STDIN, which it ignores.
+func (s *session) dropSyncsAfterHead() {
+	items := s.q.items[s.q.head+1:]
+	kept := items[:0]
+	for _, e := range items {
+		if e.kind != eSync {
+			kept = append(kept, e)
+		}
+	}
+	s.q.items = s.q.items[:s.q.head+1+len(kept)]
+}
+
+// confirm applies a statement whose CommandComplete (with tag) arrived.
+func (s *session) confirm(st parser.Statement, tag string) {
+	switch st.Kind {
+	case parser.Begin:
+		s.inBlock = true
+	case parser.Commit:
+		if tag == "ROLLBACK" {
+			s.pending = s.pending[:0]
+		} else {
+			s.commitPending()
+		}
+		s.inBlock = st.Chain
+	case parser.Rollback:
+		s.pending = s.pending[:0]
+		s.inBlock = st.Chain
+	case parser.Savepoint, parser.RollbackTo, parser.Release, parser.Set, parser.Reset, parser.ResetAll, parser.DiscardAll:
+		if st.Kind == parser.RollbackTo {
+			for i := len(s.pending) - 1; i >= 0; i-- {
+				if s.pending[i].kind == parser.Savepoint && s.pending[i].name == st.Name {
+					s.pending = s.pending[:i+1]
+					return
+				}
+			}
+			return
+		}
+		s.pending = append(s.pending, setOp{kind: st.Kind, name: st.Name, text: st.Text})
+		if !s.inBlock {
+			s.commitPending()
+		}
+	}
+}
+
+// commitPending makes the open transaction's SETs the session's.
+func (s *session) commitPending() {
+	for _, op := range s.pending {
+		switch op.kind {
+		case parser.Set:
+			s.params[op.name] = op.text
+		case parser.Reset:
+			if def, ok := s.startup[op.name]; ok {
+				s.params[op.name] = def
+				s.connUnknown = true
+			} else {
+				delete(s.params, op.name)
+			}
+		case parser.ResetAll, parser.DiscardAll:
+			s.params = maps.Clone(s.startup)
+			s.connUnknown = true
+		}
+	}
+	s.pending = s.pending[:0]
+}
+
+// backendLost tells the client its backend is gone. Replies owed for
+// messages already sent become errors; an open transaction is failed, never
+// replayed. In session mode, or when session state lived on that backend,
+// the client's connection is closed as PostgreSQL would.
+func (s *session) backendLost(c *serverConn, cause error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	if s.backend != c {
+		s.mu.Unlock()
+		return
+	}
+	s.backend = nil
+	c.owner.Store(nil)
+	perr := s.deathErr
+	s.deathErr = nil
+	if perr == nil {
+		perr = &pgError{Severity: "ERROR", Code: codeConnectionFailure, err: cause,
+			Message: fmt.Sprintf("lost connection to server %s (%s)", s.pool.shard, s.pool.addr)}
+	}
+	perr.Severity = "ERROR"
+	if perr.Detail == "" {
+		perr.Detail = "The statement was not retried; an open transaction was rolled back."
+	}
+	fatal := s.mode == PoolSession || s.pinned
+	status := byte('I')
+	if s.inBlock && !fatal {
+		status = 'E'
+		s.failedTx = true
+	}
+	out := s.fakes[:0]
+	errored := false
+	for e := s.q.front(); e != nil; e = s.q.front() {
+		switch {
+		case e.kind == eFake:
+			if !errored {
+				out = append(out, e.fake...)
+				if e.readyAfter {
+					out = appendReadyForQuery(out, status)
+				}
+			}
+		case e.kind == eSync:
+			out = appendReadyForQuery(out, status)
+			errored = false
+		case e.swallow:
+		case e.kind == eQuery || e.kind == eFunction:
+			out = appendErrorResponse(out, perr)
+			out = appendReadyForQuery(out, status)
+		case !errored:
+			out = appendErrorResponse(out, perr)
+			errored = true
+		}
+		s.q.pop()
+	}
+	s.pending = s.pending[:0]
+	s.copyIn, s.releasePending, s.inBlock, s.pinned = false, false, false, false
+	s.txStatus = 'I'
+	s.mu.Unlock()
+	if fatal {
+		perr.Severity = "FATAL"
+		out = appendErrorResponse(out[:0], perr)
+	}
+	if s.clientErr == nil {
+		s.cw.Write(out)
+		s.clientErr = s.cw.Flush()
+	}
+	if errored {
+		// The client is mid-round: like PostgreSQL after an error, skip
+		// what it sends until Sync.
+		s.lostMidRound.Store(true)
+	}
+	s.log.Warn("backend connection lost", "shard", s.pool.shard, "server", s.pool.addr, "error", cause, "closing_client", fatal)
+	if fatal {
+		s.nc.Close()
+	}
+}
+
+// errorSeverity returns the non-localized severity of an ErrorResponse
+// body, or the localized one from servers that send only that.
+func errorSeverity(body []byte) string {
+	var localized string
+	for len(body) > 0 && body[0] != 0 {
+		f := body[0]
+		v, rest, ok := cstring(body[1:])
+		if !ok {
+			break
+		}
+		switch f {
+		case 'V':
+			return string(v)
+		case 'S':
+			localized = string(v)
+		}
+		body = rest
+	}
+	return localized
+}
+
+func parseServerError(body []byte) *pgError {
+	pe := &pgError{Severity: "ERROR", Code: codeConnectionFailure}
+	for len(body) > 0 && body[0] != 0 {
+		f := body[0]
+		v, rest, ok := cstring(body[1:])
+		if !ok {
+			break
+		}
+		switch f {
+		case 'C':
+			pe.Code = string(v)
+		case 'M':
+			pe.Message = string(v)
+		case 'D':
+			pe.Detail = string(v)
+		case 'H':
+			pe.Hint = string(v)
+		}
+		body = rest
+	}
+	return pe
+}
+
+// serverStmtName names a client statement on the backends after what it
+// is, so every client preparing the same text shares it.
+func serverStmtName(query, types []byte) string {
+	h := sha256.New()
+	h.Write(query)
+	h.Write([]byte{0})
+	h.Write(types)
+	var sum [sha256.Size]byte
+	return "pgshard_" + hex.EncodeToString(h.Sum(sum[:0])[:16])
+}
+
+// bodyString returns a message body without its terminating NUL.
+func bodyString(b []byte) string {
+	if n := len(b); n > 0 && b[n-1] == 0 {
+		b = b[:n-1]
+	}
+	return bytesString(b)
+}
+
+// bytesString views b as a string without copying; it must not be kept
+// past the next read of the buffer b aliases.
+func bytesString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+func firstWords(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}
