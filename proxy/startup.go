@@ -419,10 +419,11 @@ func (s *Server) authenticate(cw *bufio.Writer, br *bufio.Reader, u *user, name 
 			return failed
 		}
 	default:
-		var v auth.Verifier
-		ok := false
-		if u != nil {
-			v, ok = u.verifier, u.verifier.CanSCRAM()
+		// Unknown users (and users without a SCRAM secret) get a mock
+		// exchange with a salt that is stable per name, as PostgreSQL does.
+		v, ok := auth.MockVerifier(name), false
+		if u != nil && u.verifier.CanSCRAM() {
+			v, ok = u.verifier, true
 		}
 		ss := auth.NewSCRAMServer(v, ok)
 		mech := "SCRAM-SHA-256"

@@ -1,0 +1,322 @@
+package config
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/pgshard/pgshard/proxy"
+)
+
+// Defaults applied by Parse to keys the file leaves out. docs/config.md and
+// proxy.yaml.example list the same values; keep the three in step.
+const (
+	defaultListen                     = "127.0.0.1:6432"
+	defaultPoolMode                   = proxy.PoolTransaction
+	defaultMaxClientConn              = 10000
+	defaultMetricsListen              = "127.0.0.1:9930"
+	defaultClientLoginTimeout         = Duration(15 * time.Second)
+	defaultMaxMessageSize             = 64 * megabyte
+	defaultServerResetQuery           = "DISCARD ALL"
+	defaultServerConnectTimeout       = Duration(5 * time.Second)
+	defaultServerIdleTimeout          = Duration(10 * time.Minute)
+	defaultServerLifetime             = Duration(time.Hour)
+	defaultQueryWaitTimeout           = Duration(120 * time.Second)
+	defaultPreparedStatementCacheSize = 500
+	defaultAuth                       = proxy.AuthSCRAM
+	defaultPoolSize                   = 20
+	defaultMinPoolSize                = 0
+)
+
+// reservedDatabase is the database name clients use to reach the admin
+// console; no configured database may take it.
+const reservedDatabase = "pgshard"
+
+// Config is the whole pgshard configuration file. Get one from Load or Parse,
+// which fill in defaults and validate it; a Config built by hand is not
+// checked. A Config is a plain value: it is not safe to modify while other
+// goroutines read it, and it is never modified by this package after Parse
+// returns.
+//
+// Printing a Config with fmt, log/slog, encoding/json or yaml never shows a
+// password (see Secret); Redacted and String give the redacted form
+// explicitly.
+type Config struct {
+	// Listen is the TCP host:port clients connect to.
+	Listen string `yaml:"listen"`
+	// PoolMode is session, transaction or statement.
+	PoolMode proxy.PoolMode `yaml:"pool_mode"`
+	// MaxClientConn is the most client connections at once.
+	MaxClientConn int `yaml:"max_client_conn"`
+	// MetricsListen is the host:port serving /metrics and /healthz; empty
+	// turns the endpoint off.
+	MetricsListen string `yaml:"metrics_listen"`
+	// TLS is the client-facing certificate; empty means no TLS.
+	TLS TLS `yaml:"tls"`
+
+	// ClientLoginTimeout bounds a client's startup and authentication.
+	ClientLoginTimeout Duration `yaml:"client_login_timeout"`
+	// MaxMessageSize is the largest frontend message accepted.
+	MaxMessageSize Size `yaml:"max_message_size"`
+	// ServerResetQuery runs on a backend when a session-mode client leaves;
+	// empty runs nothing.
+	ServerResetQuery string `yaml:"server_reset_query"`
+	// ServerConnectTimeout bounds dialing and logging in to a backend.
+	ServerConnectTimeout Duration `yaml:"server_connect_timeout"`
+	// ServerIdleTimeout closes backends idle longer than this; 0 never does.
+	ServerIdleTimeout Duration `yaml:"server_idle_timeout"`
+	// ServerLifetime closes backends older than this when released; 0 never
+	// does.
+	ServerLifetime Duration `yaml:"server_lifetime"`
+	// QueryWaitTimeout is how long a client waits for a backend; 0 waits
+	// forever.
+	QueryWaitTimeout Duration `yaml:"query_wait_timeout"`
+	// PreparedStatementCacheSize is how many prepared statements each
+	// backend connection keeps.
+	PreparedStatementCacheSize int `yaml:"prepared_statement_cache_size"`
+
+	// Users are the client identities the proxy accepts.
+	Users []User `yaml:"users"`
+	// Databases are the logical databases clients connect to.
+	Databases []Database `yaml:"databases"`
+}
+
+// TLS names the PEM certificate and key offered to clients that send
+// SSLRequest. Both empty means the proxy answers SSLRequest with 'N'.
+// Relative paths are relative to the proxy's working directory.
+type TLS struct {
+	// CertFile is the PEM certificate chain.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM private key of CertFile.
+	KeyFile string `yaml:"key_file"`
+}
+
+// User is one client identity.
+type User struct {
+	// Name is the user name clients log in with; unique.
+	Name string `yaml:"name"`
+	// Password is plain text, an md5 verifier or a SCRAM-SHA-256 verifier.
+	Password Secret `yaml:"password"`
+	// Auth is scram-sha-256, md5 or trust.
+	Auth proxy.AuthMethod `yaml:"auth"`
+}
+
+// Database is one logical database and its shards.
+type Database struct {
+	// Name is the database name clients connect to; unique, not "pgshard".
+	Name string `yaml:"name"`
+	// BackendUser logs in to every backend; empty uses the client's own
+	// name and plain-text password.
+	BackendUser string `yaml:"backend_user"`
+	// BackendPassword is BackendUser's password.
+	BackendPassword Secret `yaml:"backend_password"`
+	// PoolSize is the most backend connections per shard and role.
+	PoolSize int `yaml:"pool_size"`
+	// MinPoolSize backend connections per shard and role stay open when idle.
+	MinPoolSize int `yaml:"min_pool_size"`
+	// Shards hold the database's data; at least one.
+	Shards []Shard `yaml:"shards"`
+}
+
+// Shard is one slice of a database: a primary and its replicas, each a
+// postgres:// URL or a libpq keyword/value string without credentials.
+type Shard struct {
+	// Name identifies the shard within its database; unique there.
+	Name string `yaml:"name"`
+	// Primary is the shard's read-write server.
+	Primary string `yaml:"primary"`
+	// Replicas are read-only copies of Primary.
+	Replicas []string `yaml:"replicas"`
+}
+
+// Load reads and parses the configuration file at path. Its errors are those
+// of Parse, under a first line naming the file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s:\n%w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes a YAML configuration, applies the defaults and validates it.
+// Unknown keys are errors. All problems are reported at once, joined with
+// errors.Join; each is a *FieldError carrying the key's YAML path and line.
+// Only a YAML syntax error stops parsing early. No error contains a secret.
+func Parse(data []byte) (*Config, error) {
+	root, err := parseNode(data)
+	if err != nil {
+		return nil, err
+	}
+	idx := newIndex(root)
+	rep := &reporter{idx: idx, bad: map[string]bool{}}
+
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, err // yaml's own limits, such as excessive aliasing
+		}
+		for _, msg := range te.Errors {
+			rep.decodeError(msg)
+		}
+	}
+	rep.checkInt("max_client_conn")
+	rep.checkInt("prepared_statement_cache_size")
+	for i := range c.Databases {
+		rep.checkInt(fmt.Sprintf("databases[%d].pool_size", i))
+		rep.checkInt(fmt.Sprintf("databases[%d].min_pool_size", i))
+	}
+	applyDefaults(&c, idx)
+	validate(&c, rep)
+	if err := rep.err(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// parseNode parses data into a node tree used for paths and line numbers. It
+// rejects syntax errors and more than one document.
+func parseNode(data []byte) (*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var root yaml.Node
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return &root, nil // empty file: every required key is missing
+		}
+		return nil, err // a syntax error: "yaml: line 3: ..."
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("yaml: line %d: only one YAML document is allowed", extra.Line)
+	}
+	return &root, nil
+}
+
+// applyDefaults sets every key the file left out (a key present with an
+// empty value keeps it: "metrics_listen:" turns metrics off).
+func applyDefaults(c *Config, idx *index) {
+	set := func(path string, apply func()) {
+		if !idx.has(path) {
+			apply()
+		}
+	}
+	set("listen", func() { c.Listen = defaultListen })
+	set("pool_mode", func() { c.PoolMode = defaultPoolMode })
+	set("max_client_conn", func() { c.MaxClientConn = defaultMaxClientConn })
+	set("metrics_listen", func() { c.MetricsListen = defaultMetricsListen })
+	set("client_login_timeout", func() { c.ClientLoginTimeout = defaultClientLoginTimeout })
+	set("max_message_size", func() { c.MaxMessageSize = defaultMaxMessageSize })
+	set("server_reset_query", func() { c.ServerResetQuery = defaultServerResetQuery })
+	set("server_connect_timeout", func() { c.ServerConnectTimeout = defaultServerConnectTimeout })
+	set("server_idle_timeout", func() { c.ServerIdleTimeout = defaultServerIdleTimeout })
+	set("server_lifetime", func() { c.ServerLifetime = defaultServerLifetime })
+	set("query_wait_timeout", func() { c.QueryWaitTimeout = defaultQueryWaitTimeout })
+	set("prepared_statement_cache_size", func() { c.PreparedStatementCacheSize = defaultPreparedStatementCacheSize })
+	for i := range c.Users {
+		u := &c.Users[i]
+		set(fmt.Sprintf("users[%d].auth", i), func() { u.Auth = defaultAuth })
+	}
+	for i := range c.Databases {
+		d := &c.Databases[i]
+		p := fmt.Sprintf("databases[%d]", i)
+		set(p+".pool_size", func() { d.PoolSize = defaultPoolSize })
+		set(p+".min_pool_size", func() { d.MinPoolSize = defaultMinPoolSize })
+	}
+}
+
+// ProxyOptions converts c into the proxy's Options, loading the TLS
+// certificate and key when both are set. logger becomes Options.Logger. c
+// must come from Load or Parse; it is not validated again. The Options share
+// no memory with c.
+func (c *Config) ProxyOptions(logger *slog.Logger) (proxy.Options, error) {
+	o := proxy.Options{
+		Listen:                     c.Listen,
+		PoolMode:                   c.PoolMode,
+		MaxClientConn:              c.MaxClientConn,
+		ClientLoginTimeout:         time.Duration(c.ClientLoginTimeout),
+		MaxMessageSize:             int(c.MaxMessageSize),
+		ServerResetQuery:           c.ServerResetQuery,
+		ServerConnectTimeout:       time.Duration(c.ServerConnectTimeout),
+		ServerIdleTimeout:          time.Duration(c.ServerIdleTimeout),
+		ServerLifetime:             time.Duration(c.ServerLifetime),
+		QueryWaitTimeout:           time.Duration(c.QueryWaitTimeout),
+		PreparedStatementCacheSize: c.PreparedStatementCacheSize,
+		Logger:                     logger,
+	}
+	if c.TLS.CertFile != "" || c.TLS.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile)
+		if err != nil {
+			return proxy.Options{}, fmt.Errorf("config: load TLS certificate: %w", err)
+		}
+		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	for _, u := range c.Users {
+		o.Users = append(o.Users, proxy.User{Name: u.Name, Password: string(u.Password), Auth: u.Auth})
+	}
+	for _, d := range c.Databases {
+		pd := proxy.Database{
+			Name:            d.Name,
+			BackendUser:     d.BackendUser,
+			BackendPassword: string(d.BackendPassword),
+			PoolSize:        d.PoolSize,
+			MinPoolSize:     d.MinPoolSize,
+		}
+		for _, s := range d.Shards {
+			pd.Shards = append(pd.Shards, proxy.Shard{Name: s.Name, Primary: s.Primary, Replicas: slices.Clone(s.Replicas)})
+		}
+		o.Databases = append(o.Databases, pd)
+	}
+	return o, nil
+}
+
+// Redacted returns a deep copy of c in which every non-empty password and
+// backend_password is "*****". An empty one stays empty, so the copy still
+// shows which are unset.
+func (c *Config) Redacted() *Config {
+	r := *c
+	r.Users = slices.Clone(c.Users)
+	for i := range r.Users {
+		r.Users[i].Password = r.Users[i].Password.redacted()
+	}
+	r.Databases = slices.Clone(c.Databases)
+	for i := range r.Databases {
+		d := &r.Databases[i]
+		d.BackendPassword = d.BackendPassword.redacted()
+		d.Shards = slices.Clone(d.Shards)
+		for j := range d.Shards {
+			d.Shards[j].Replicas = slices.Clone(d.Shards[j].Replicas)
+		}
+	}
+	return &r
+}
+
+// String returns the redacted configuration as YAML, every key included, in
+// a form Parse accepts.
+func (c *Config) String() string {
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(c.Redacted()); err != nil {
+		return "config: " + err.Error() // not reached: every field marshals
+	}
+	_ = enc.Close()
+	return b.String()
+}
