@@ -38,6 +38,11 @@ type entry struct {
 	// sn is the server statement an eParse entry adds to the backend's
 	// cache; it is dropped again if the Parse fails.
 	sn string
+	// cname and cs name the client statement an eParse entry (or the
+	// proxy's ParseComplete for it) creates; if the server skips or fails
+	// the Parse, the session forgets the name again.
+	cname string
+	cs    *clientStmt
 	// stmts classify what the CommandCompletes of an eQuery (one per
 	// statement, in order) or eExecute confirm; next is the index of the
 	// next one.

@@ -75,6 +75,7 @@ type session struct {
 	failedTx       bool   // the backend died inside a transaction block
 	failedRound    bool   // the server reported an error and skips to Sync
 	deathErr       *pgError
+	unparsed       []unparsed // client statements whose Parse failed or was skipped
 	params         map[string]string // committed SET statements by setting
 	pending        []setOp           // SETs of the open transaction
 	connUnknown    bool              // the backend's settings no longer match params
@@ -83,10 +84,17 @@ type session struct {
 
 // clientStmt is a statement the client prepared under its own name.
 type clientStmt struct {
+	name  string // the client's name
 	sn    string // name on the backends
 	query string
 	types []byte // the Parse message's parameter type section
 	class parser.Statement
+}
+
+// unparsed is a client statement name whose Parse did not happen.
+type unparsed struct {
+	name string
+	cs   *clientStmt
 }
 
 type setOp struct {
@@ -148,6 +156,7 @@ func (s *session) dispatch(typ byte, body []byte) error {
 	if s.lostMidRound.Swap(false) {
 		s.skipToSync = true
 	}
+	s.forgetUnparsed()
 	if s.skipToSync {
 		switch typ {
 		case 'S':
@@ -181,6 +190,24 @@ func (s *session) dispatch(typ byte, body []byte) error {
 		return s.copyEnd(typ, body)
 	default:
 		return newFatal(codeProtocolViolation, "invalid frontend message type %q", typ)
+	}
+}
+
+// forgetUnparsed drops the client's names for statements whose Parse the
+// server failed or skipped, as PostgreSQL would not have created them.
+func (s *session) forgetUnparsed() {
+	s.mu.Lock()
+	if len(s.unparsed) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	gone := s.unparsed
+	s.unparsed = nil
+	s.mu.Unlock()
+	for _, u := range gone {
+		if s.stmts[u.name] == u.cs {
+			delete(s.stmts, u.name)
+		}
 	}
 }
 
@@ -571,7 +598,7 @@ func (s *session) parse(body []byte) error {
 		return &pgError{Severity: "ERROR", Code: codeDuplicatePrepared,
 			Message: fmt.Sprintf("prepared statement %q already exists", name)}
 	}
-	st := &clientStmt{sn: serverStmtName(query, types), query: string(query), types: bytes.Clone(types), class: class}
+	st := &clientStmt{name: string(name), sn: serverStmtName(query, types), query: string(query), types: bytes.Clone(types), class: class}
 	c, err := s.attach()
 	if err != nil {
 		return err
@@ -582,7 +609,7 @@ func (s *session) parse(body []byte) error {
 	have := c.prepared.has(st.sn)
 	s.mu.Unlock()
 	if have {
-		s.reply(entry{kind: eFake, fake: msgParseComplete})
+		s.reply(entry{kind: eFake, fake: msgParseComplete, cname: st.name, cs: st})
 		return nil
 	}
 	return s.prepare(c, st, false)
@@ -600,7 +627,11 @@ func (s *session) prepare(c *serverConn, st *clientStmt, injected bool) error {
 		}
 		s.writeMsg(c, 'C', []byte{'S'}, []byte(evicted), []byte{0})
 	}
-	if err := s.push(c, entry{kind: eParse, swallow: injected, sn: st.sn}); err != nil {
+	e := entry{kind: eParse, swallow: injected, sn: st.sn}
+	if !injected {
+		e.cname, e.cs = st.name, st
+	}
+	if err := s.push(c, e); err != nil {
 		return err
 	}
 	return s.writeMsg(c, 'P', []byte(st.sn), []byte{0}, []byte(st.query), []byte{0}, st.types)
@@ -1088,7 +1119,7 @@ func (s *session) takeFakes(buf []byte) []byte {
 		if s.failedRound {
 			// Queued after a message the server failed: PostgreSQL
 			// would not have answered it.
-			s.q.pop()
+			s.dropEntry(nil, e)
 			continue
 		}
 		buf = append(buf, e.fake...)
@@ -1108,11 +1139,20 @@ func (s *session) takeFakes(buf []byte) []byte {
 // Sync, which the server skips after an error.
 func (s *session) dropFailed(c *serverConn) {
 	for e := s.q.front(); e != nil && e.kind != eSync && e.kind != eQuery && e.kind != eFunction; e = s.q.front() {
-		if e.kind == eParse && e.sn != "" {
-			c.prepared.remove(e.sn)
-		}
-		s.q.pop()
+		s.dropEntry(c, e)
 	}
+}
+
+// dropEntry pops the head entry e, which the server failed or skipped, and
+// undoes what its Parse was assumed to create.
+func (s *session) dropEntry(c *serverConn, e *entry) {
+	if c != nil && e.kind == eParse && e.sn != "" {
+		c.prepared.remove(e.sn)
+	}
+	if e.cs != nil {
+		s.unparsed = append(s.unparsed, unparsed{name: e.cname, cs: e.cs})
+	}
+	s.q.pop()
 }
 
 // dropSyncsAfterHead forgets Syncs sent while the server was entering COPY

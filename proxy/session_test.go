@@ -1,0 +1,304 @@
+package proxy
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+func TestSimpleQueryRelay(t *testing.T) {
+	fb := startFakeBackend(t)
+	c := dialClient(t, fakeProxy(t, fb, PoolTransaction, 1))
+	c.send(&pgproto3.Query{String: "select a; select b"})
+	want := []string{"C:OK select a", "C:OK  select b", "Z:I"}
+	if got := c.until(); !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+// Two clients prepare the same text under their own names; the backend
+// prepares it once, under a name of pgshard's, and each client's Bind uses it.
+func TestPreparedStatementsShareServerName(t *testing.T) {
+	fb := startFakeBackend(t)
+	addr := fakeProxy(t, fb, PoolTransaction, 1)
+	a, b := dialClient(t, addr), dialClient(t, addr)
+
+	a.send(&pgproto3.Parse{Name: "mine", Query: "select 1"}, &pgproto3.Sync{})
+	if got := a.until(); !slices.Equal(got, []string{"1", "Z:I"}) {
+		t.Fatalf("client a: %v", got)
+	}
+	b.send(&pgproto3.Parse{Name: "yours", Query: "select 1"}, &pgproto3.Sync{})
+	if got := b.until(); !slices.Equal(got, []string{"1", "Z:I"}) {
+		t.Fatalf("client b: %v", got)
+	}
+	parses := fb.received("P pgshard_")
+	if len(parses) != 1 {
+		t.Fatalf("backend got %d Parses under pgshard names, want 1: %v", len(parses), fb.received("P "))
+	}
+	b.send(&pgproto3.Bind{PreparedStatement: "yours"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if got := b.until(); !slices.Equal(got, []string{"2", "C:EXEC select 1", "Z:I"}) {
+		t.Fatalf("client b execute: %v", got)
+	}
+	// Closing a's name leaves the server statement for b.
+	a.send(&pgproto3.Close{ObjectType: 'S', Name: "mine"}, &pgproto3.Sync{})
+	if got := a.until(); !slices.Equal(got, []string{"3", "Z:I"}) {
+		t.Fatalf("client a close: %v", got)
+	}
+	if n := len(fb.received("C S pgshard_")); n != 0 {
+		t.Fatalf("backend closed the shared statement %d times", n)
+	}
+	b.send(&pgproto3.Bind{PreparedStatement: "yours"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if got := b.until(); !slices.Equal(got, []string{"2", "C:EXEC select 1", "Z:I"}) {
+		t.Fatalf("client b after a's close: %v", got)
+	}
+	// a's name is gone: PostgreSQL's error, from the proxy.
+	a.send(&pgproto3.Bind{PreparedStatement: "mine"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if got := a.until(); !slices.Equal(got, []string{"E:26000", "Z:I"}) {
+		t.Fatalf("client a bind after close: %v", got)
+	}
+	// Preparing a name twice is an error, as in PostgreSQL.
+	b.send(&pgproto3.Parse{Name: "yours", Query: "select 2"}, &pgproto3.Sync{})
+	if got := b.until(); !slices.Equal(got, []string{"E:42P05", "Z:I"}) {
+		t.Fatalf("duplicate parse: %v", got)
+	}
+}
+
+// A statement prepared on one backend is prepared again, invisibly, on the
+// next backend the client gets.
+func TestPreparedStatementFollowsClient(t *testing.T) {
+	fb := startFakeBackend(t)
+	addr := fakeProxy(t, fb, PoolTransaction, 2)
+	a, b := dialClient(t, addr), dialClient(t, addr)
+	a.send(&pgproto3.Parse{Name: "s", Query: "select 7"}, &pgproto3.Sync{})
+	a.until()
+	// b holds that backend in a transaction, so a gets the other one.
+	b.send(&pgproto3.Query{String: "begin"})
+	if got := b.until(); !slices.Equal(got, []string{"C:OK begin", "Z:T"}) {
+		t.Fatalf("begin: %v", got)
+	}
+	a.send(&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if got := a.until(); !slices.Equal(got, []string{"2", "C:EXEC select 7", "Z:I"}) {
+		t.Fatalf("bind on second backend: %v", got)
+	}
+	if n := len(fb.received("P pgshard_")); n != 2 {
+		t.Fatalf("statement prepared %d times, want once on each of 2 backends: %v", n, fb.received("P "))
+	}
+}
+
+// After an error the server skips to Sync; the client gets exactly one
+// ReadyForQuery and the session goes on.
+func TestPipelineErrorSkipsToSync(t *testing.T) {
+	fb := startFakeBackend(t)
+	c := dialClient(t, fakeProxy(t, fb, PoolTransaction, 1))
+	c.send(
+		&pgproto3.Parse{Query: "select 1"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Parse{Query: "syntax error"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Parse{Name: "later", Query: "select 3"}, &pgproto3.Bind{PreparedStatement: "later"}, &pgproto3.Execute{},
+		&pgproto3.Sync{},
+	)
+	want := []string{"1", "2", "C:EXEC select 1", "E:42601", "Z:I"}
+	if got := c.until(); !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	// "later" was skipped by the server: it must not exist.
+	c.send(&pgproto3.Bind{PreparedStatement: "later"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if got := c.until(); !slices.Equal(got, []string{"E:26000", "Z:I"}) {
+		t.Fatalf("statement from the failed round: %v", got)
+	}
+	c.send(&pgproto3.Query{String: "select 4"})
+	if got := c.until(); !slices.Equal(got, []string{"C:OK select 4", "Z:I"}) {
+		t.Fatalf("after error: %v", got)
+	}
+}
+
+// A ParseComplete the proxy answers itself is delivered on Flush, without
+// waiting for Sync.
+func TestCachedParseAnsweredOnFlush(t *testing.T) {
+	fb := startFakeBackend(t)
+	c := dialClient(t, fakeProxy(t, fb, PoolTransaction, 1))
+	c.send(&pgproto3.Parse{Name: "a", Query: "select 1"}, &pgproto3.Sync{})
+	c.until()
+	c.send(&pgproto3.Query{String: "begin"}) // keep the backend
+	c.until()
+	c.send(&pgproto3.Parse{Name: "b", Query: "select 1"}, &pgproto3.Flush{})
+	m, err := c.recvWithin(2 * time.Second)
+	if err != nil || describe(m) != "1" {
+		t.Fatalf("after Parse+Flush got %v, %v; want ParseComplete", m, err)
+	}
+	c.send(&pgproto3.Bind{PreparedStatement: "b"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if got := c.until(); !slices.Equal(got, []string{"2", "C:EXEC select 1", "Z:T"}) {
+		t.Fatalf("got %v", got)
+	}
+}
+
+// The proxy's own replies keep their place among the backend's.
+func TestFakeRepliesKeepOrder(t *testing.T) {
+	fb := startFakeBackend(t)
+	c := dialClient(t, fakeProxy(t, fb, PoolTransaction, 1))
+	c.send(&pgproto3.Parse{Name: "a", Query: "select 1"}, &pgproto3.Sync{})
+	c.until()
+	c.send(
+		&pgproto3.Parse{Name: "x", Query: "select 2"},
+		&pgproto3.Parse{Name: "b", Query: "select 1"}, // cached: answered by the proxy
+		&pgproto3.Close{ObjectType: 'S', Name: "a"},    // answered by the proxy
+		&pgproto3.Bind{PreparedStatement: "x"}, &pgproto3.Execute{},
+		&pgproto3.Sync{},
+	)
+	want := []string{"1", "1", "3", "2", "C:EXEC select 2", "Z:I"}
+	if got := c.until(); !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+// A client that loses its backend inside a transaction gets an error, the
+// transaction is failed (never replayed), and only ROLLBACK ends it.
+func TestBackendLostInTransaction(t *testing.T) {
+	fb := startFakeBackend(t)
+	c := dialClient(t, fakeProxy(t, fb, PoolTransaction, 1))
+	c.send(&pgproto3.Query{String: "begin"})
+	c.until()
+	c.send(&pgproto3.Query{String: "die"})
+	if got := c.until(); !slices.Equal(got, []string{"E:08006", "Z:E"}) {
+		t.Fatalf("backend death: %v", got)
+	}
+	c.send(&pgproto3.Query{String: "select 1"})
+	if got := c.until(); !slices.Equal(got, []string{"E:25P02", "Z:E"}) {
+		t.Fatalf("statement in the failed transaction: %v", got)
+	}
+	c.send(&pgproto3.Query{String: "rollback"})
+	if got := c.until(); !slices.Equal(got, []string{"C:ROLLBACK", "Z:I"}) {
+		t.Fatalf("rollback: %v", got)
+	}
+	c.send(&pgproto3.Query{String: "select 2"})
+	if got := c.until(); !slices.Equal(got, []string{"C:OK select 2", "Z:I"}) {
+		t.Fatalf("after rollback: %v", got)
+	}
+	if n := len(fb.received("Q die")); n != 1 {
+		t.Fatalf("the statement that met the failure was sent %d times", n)
+	}
+}
+
+// Backend loss in the middle of an extended round: the client gets one
+// error and, at its Sync, one ReadyForQuery.
+func TestBackendLostMidPipeline(t *testing.T) {
+	fb := startFakeBackend(t)
+	c := dialClient(t, fakeProxy(t, fb, PoolTransaction, 1))
+	// The fake backend dies before flushing ParseComplete and
+	// BindComplete, so the client learns only of the failure.
+	c.send(&pgproto3.Parse{Query: "die"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+	got := c.next(1)
+	if !slices.Equal(got, []string{"E:08006"}) {
+		t.Fatalf("got %v", got)
+	}
+	c.send(&pgproto3.Parse{Query: "select 1"}, &pgproto3.Sync{})
+	if got := c.until(); !slices.Equal(got, []string{"Z:I"}) {
+		t.Fatalf("rest of the round: %v", got)
+	}
+	c.send(&pgproto3.Query{String: "select 2"})
+	if got := c.until(); !slices.Equal(got, []string{"C:OK select 2", "Z:I"}) {
+		t.Fatalf("next round: %v", got)
+	}
+}
+
+// In statement mode transaction blocks are refused and nothing reaches the
+// backend.
+func TestStatementModeRefusesBlocks(t *testing.T) {
+	fb := startFakeBackend(t)
+	c := dialClient(t, fakeProxy(t, fb, PoolStatement, 1))
+	c.send(&pgproto3.Query{String: "begin"})
+	if got := c.until(); !slices.Equal(got, []string{"E:0A000", "Z:I"}) {
+		t.Fatalf("got %v", got)
+	}
+	c.send(&pgproto3.Parse{Query: "BEGIN"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if got := c.until(); !slices.Equal(got, []string{"E:0A000", "Z:I"}) {
+		t.Fatalf("extended: %v", got)
+	}
+	if n := len(fb.received("begin")) + len(fb.received("BEGIN")); n != 0 {
+		t.Fatalf("BEGIN reached the backend: %v", fb.received("egin"))
+	}
+}
+
+// SETs are replayed on the backend the client gets next; ones rolled back
+// are not.
+func TestSetReplayedOnNextBackend(t *testing.T) {
+	fb := startFakeBackend(t)
+	addr := fakeProxy(t, fb, PoolTransaction, 2)
+	a, b := dialClient(t, addr), dialClient(t, addr)
+	a.send(&pgproto3.Query{String: "SET search_path = x"})
+	a.until()
+	a.send(&pgproto3.Query{String: "BEGIN; SET work_mem = '1MB'; ROLLBACK"})
+	a.until()
+	// b holds a's backend, so a must use the other one.
+	b.send(&pgproto3.Query{String: "begin"})
+	b.until()
+	a.send(&pgproto3.Query{String: "select 1"})
+	a.until()
+	replays := fb.received("2:Q SET search_path")
+	if len(replays) != 1 {
+		t.Fatalf("search_path replayed %v on backend 2; log %v", replays, fb.received(":Q"))
+	}
+	if w := fb.received("2:Q SET work_mem"); len(w) != 0 {
+		t.Fatalf("rolled-back SET replayed: %v", w)
+	}
+	// A replay is invisible to the client: its replies are swallowed.
+	a.send(&pgproto3.Query{String: "select 2"})
+	if got := a.until(); !slices.Equal(got, []string{"C:OK select 2", "Z:I"}) {
+		t.Fatalf("got %v", got)
+	}
+}
+
+func TestDeallocateAnsweredByProxy(t *testing.T) {
+	fb := startFakeBackend(t)
+	c := dialClient(t, fakeProxy(t, fb, PoolTransaction, 1))
+	c.send(&pgproto3.Parse{Name: "s1", Query: "select 1"}, &pgproto3.Sync{})
+	c.until()
+	c.send(&pgproto3.Query{String: "DEALLOCATE s1"})
+	if got := c.until(); !slices.Equal(got, []string{"C:DEALLOCATE", "Z:I"}) {
+		t.Fatalf("got %v", got)
+	}
+	if q := fb.received("DEALLOCATE"); len(q) != 0 {
+		t.Fatalf("DEALLOCATE of a client name reached the backend: %v", q)
+	}
+	c.send(&pgproto3.Parse{Name: "s1", Query: "select 1"}, &pgproto3.Sync{})
+	if got := c.until(); !slices.Equal(got, []string{"1", "Z:I"}) {
+		t.Fatalf("prepare after deallocate: %v", got)
+	}
+}
+
+func TestUnknownMessageIsFatal(t *testing.T) {
+	fb := startFakeBackend(t)
+	c := dialClient(t, fakeProxy(t, fb, PoolTransaction, 1))
+	c.nc.Write([]byte{'x', 0, 0, 0, 4})
+	m := c.recv()
+	e, ok := m.(*pgproto3.ErrorResponse)
+	if !ok || e.Code != codeProtocolViolation || e.Severity != "FATAL" {
+		t.Fatalf("got %#v", m)
+	}
+	if _, err := c.recvWithin(2 * time.Second); err == nil || err == errTimeout {
+		t.Fatalf("connection not closed: %v", err)
+	}
+}
+
+func TestClassifiedSetTracksSavepoints(t *testing.T) {
+	fb := startFakeBackend(t)
+	addr := fakeProxy(t, fb, PoolTransaction, 2)
+	a, b := dialClient(t, addr), dialClient(t, addr)
+	a.send(&pgproto3.Query{String: "BEGIN; SET x.a = 1; SAVEPOINT s; SET x.b = 2; ROLLBACK TO SAVEPOINT s; SET x.c = 3; COMMIT"})
+	a.until()
+	b.send(&pgproto3.Query{String: "begin"})
+	b.until()
+	a.send(&pgproto3.Query{String: "select 1"})
+	a.until()
+	replayed := strings.Join(fb.received("2:Q SET"), " ")
+	for _, want := range []string{"x.a = 1", "x.c = 3"} {
+		if !strings.Contains(replayed, want) {
+			t.Errorf("replay %q lacks %q", replayed, want)
+		}
+	}
+	if strings.Contains(replayed, "x.b") {
+		t.Errorf("SET rolled back to a savepoint was replayed: %q", replayed)
+	}
+}
