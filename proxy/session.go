@@ -46,12 +46,12 @@ type session struct {
 	startup map[string]string
 
 	// Owned by the session goroutine.
-	body       []byte
-	out        []byte
-	stmts      map[string]*clientStmt
-	unnamed    *clientStmt // the client's unnamed statement, if any
-	unnamedTok uint64      // identifies it on a backend
-	portals    map[string]parser.Statement
+	body        []byte
+	out         []byte
+	stmts       map[string]*clientStmt
+	unnamed     *clientStmt // the client's unnamed statement, if any
+	unnamedTok  uint64      // identifies it on a backend
+	portals     map[string]parser.Statement
 	skipToSync  bool // a proxy error in the extended protocol: discard until Sync
 	wroteDirect bool
 	// lostMidRound is set by backendLost when the client had sent part of
@@ -75,7 +75,7 @@ type session struct {
 	failedTx       bool   // the backend died inside a transaction block
 	failedRound    bool   // the server reported an error and skips to Sync
 	deathErr       *pgError
-	unparsed       []unparsed // client statements whose Parse failed or was skipped
+	unparsed       []unparsed        // client statements whose Parse failed or was skipped
 	params         map[string]string // committed SET statements by setting
 	pending        []setOp           // SETs of the open transaction
 	connUnknown    bool              // the backend's settings no longer match params

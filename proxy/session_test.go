@@ -143,7 +143,7 @@ func TestFakeRepliesKeepOrder(t *testing.T) {
 	c.send(
 		&pgproto3.Parse{Name: "x", Query: "select 2"},
 		&pgproto3.Parse{Name: "b", Query: "select 1"}, // cached: answered by the proxy
-		&pgproto3.Close{ObjectType: 'S', Name: "a"},    // answered by the proxy
+		&pgproto3.Close{ObjectType: 'S', Name: "a"},   // answered by the proxy
 		&pgproto3.Bind{PreparedStatement: "x"}, &pgproto3.Execute{},
 		&pgproto3.Sync{},
 	)
