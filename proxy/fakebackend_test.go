@@ -235,8 +235,12 @@ func (fb *fakeBackend) serve(id int, c net.Conn) {
 				delete(stmts, m.Name)
 			}
 			be.Send(&pgproto3.CloseComplete{})
+		case *pgproto3.CopyData, *pgproto3.CopyDone, *pgproto3.CopyFail:
+			// Outside COPY, PostgreSQL accepts and ignores these.
 		default:
-			fb.t.Errorf("fake backend: unexpected %T", msg)
+			fb.record(id, "? %T", msg)
+			be.Send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "08P01", Message: "invalid frontend message type"})
+			be.Flush()
 			return
 		}
 	}

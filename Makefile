@@ -1,0 +1,65 @@
+# pgshard: `make demo` to try it, `make test` before sending a change.
+#
+# The integration tests, the demo and the benchmarks find PostgreSQL in one
+# place, test/pgtest: $PG_BINDIR when set, else a real postgres on PATH, else
+# the newest /usr/lib/postgresql/*/bin. Set PG_BINDIR to pick a version.
+
+GO          ?= go
+BIN         := bin/pgshard
+FUZZTIME    ?= 30s
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@latest
+
+export GO FUZZTIME
+
+.PHONY: build test test-race vet fmt-check demo postgres bench fuzz lint fmt image
+
+## build: the pgshard binary, in bin/
+build:
+	$(GO) build -o $(BIN) ./cmd/pgshard
+
+## test: vet, gofmt check, then every test, integration tests included
+test: vet fmt-check
+	$(GO) test -count=1 -timeout 14m ./...
+
+## test-race: test, under the race detector (slower)
+test-race: vet fmt-check
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@files=$$(gofmt -l .); if [ -n "$$files" ]; then \
+		echo "gofmt: these files need formatting (make fmt):"; echo "$$files"; exit 1; fi
+
+## demo: pgshard on 127.0.0.1:6432 in front of PostgreSQL on 5433 (installs PostgreSQL if needed)
+demo: postgres build
+	$(GO) run ./test/demo
+
+## postgres: make sure PostgreSQL's server binaries are installed
+postgres:
+	@bash scripts/ensure-postgres.sh
+
+## bench: the benchmarks against real servers
+bench:
+	$(GO) run ./test/bench
+
+## fuzz: every Fuzz target for FUZZTIME (default 30s) each
+fuzz:
+	@bash scripts/fuzz.sh
+
+## lint: vet, gofmt, and staticcheck when it can be fetched
+lint: vet fmt-check
+	@if $(GO) run $(STATICCHECK) -version >/dev/null 2>&1; then \
+		echo "$(GO) run $(STATICCHECK) ./..."; $(GO) run $(STATICCHECK) ./...; \
+	else \
+		echo "lint: staticcheck is unavailable (offline, or it does not build with this Go); skipped"; \
+	fi
+
+## fmt: gofmt every Go file
+fmt:
+	gofmt -w .
+
+## image: the container image, from deploy/Dockerfile
+image:
+	docker build -f deploy/Dockerfile -t pgshard .

@@ -1,0 +1,12 @@
+//go:build linux
+
+package main
+
+import "syscall"
+
+// childAttr runs pgshard in its own process group, so that a terminal's
+// Ctrl-C reaches only the demo, which stops pgshard before PostgreSQL; and
+// kills it if the demo dies without doing so.
+func childAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
