@@ -118,6 +118,17 @@ func NewServer(opts Options) (*Server, error) {
 			errs = append(errs, fmt.Errorf("database %q has no shards", d.Name))
 			continue
 		}
+		if len(d.Shards) > 1 {
+			// Routing statements to shards is not built yet; sending
+			// everything to one shard would silently misplace data.
+			errs = append(errs, fmt.Errorf("database %q: %d shards configured, but this version of pgshard routes to a single shard; configure one", d.Name, len(d.Shards)))
+			continue
+		}
+		for _, sh := range d.Shards {
+			if len(sh.Replicas) > 0 {
+				opts.Logger.Warn("replicas are not used yet; all statements go to the primary", "database", d.Name, "shard", sh.Name)
+			}
+		}
 		for _, sh := range d.Shards {
 			if _, err := pgconn.ParseConfig(sh.Primary); err != nil {
 				errs = append(errs, fmt.Errorf("database %q shard %q: %w", d.Name, sh.Name, err))
