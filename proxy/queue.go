@@ -1,6 +1,10 @@
 package proxy
 
-import "github.com/pgshard/pgshard/parser"
+import (
+	"sync/atomic"
+
+	"github.com/pgshard/pgshard/parser"
+)
 
 // entryKind is the frontend message (or proxy reply) an entry of the
 // response queue stands for.
@@ -57,11 +61,21 @@ type entry struct {
 type respQueue struct {
 	items []entry
 	head  int
+	// fakes counts eFake entries. The backend reader reads it without the
+	// lock to skip looking for them after each message: one pushed after
+	// it looked is written before the next backend message, and the
+	// session makes sure one comes (see endBatch).
+	fakes atomic.Int32
 }
 
 func (q *respQueue) len() int { return len(q.items) - q.head }
 
-func (q *respQueue) push(e entry) { q.items = append(q.items, e) }
+func (q *respQueue) push(e entry) {
+	if e.kind == eFake {
+		q.fakes.Add(1)
+	}
+	q.items = append(q.items, e)
+}
 
 // front returns the oldest entry, or nil.
 func (q *respQueue) front() *entry {
@@ -81,6 +95,9 @@ func (q *respQueue) back() *entry {
 
 func (q *respQueue) pop() {
 	e := &q.items[q.head]
+	if e.kind == eFake {
+		q.fakes.Add(-1)
+	}
 	if e.done != nil {
 		close(e.done)
 	}

@@ -230,11 +230,6 @@ func (s *session) replyError(typ byte, err error) {
 // backend reply can come before it.
 func (s *session) reply(e entry) {
 	s.mu.Lock()
-	if s.backend != nil && s.holding {
-		s.q.push(e)
-		s.mu.Unlock()
-		return
-	}
 	if s.backend != nil {
 		// Hold the backend so the reply cannot overtake queued replies.
 		s.holding = true
@@ -367,17 +362,19 @@ func (s *session) write(c *serverConn, b []byte) error {
 	return nil
 }
 
-// writeMsg writes a message with the given type and body to the backend.
+// writeMsg writes a message with the given type and body parts to the
+// backend, straight into its buffer.
 func (s *session) writeMsg(c *serverConn, typ byte, body ...[]byte) error {
 	n := 0
 	for _, b := range body {
 		n += len(b)
 	}
-	s.out = appendHeader(s.out[:0], typ, n)
+	var h [headerLen]byte
+	s.write(c, appendHeader(h[:0], typ, n))
 	for _, b := range body {
-		s.out = append(s.out, b...)
+		s.write(c, b)
 	}
-	return s.write(c, s.out)
+	return nil
 }
 
 // forwardNew sends a message to the backend with its entry.
@@ -1079,13 +1076,12 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 	} else if err := skip(c.br, headerLen+n); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	if len(s.fakes) > 0 || s.q.len() > 0 {
-		s.fakes = s.takeFakes(s.fakes[:0])
-	} else {
-		s.fakes = s.fakes[:0]
+	s.fakes = s.fakes[:0]
+	if s.q.fakes.Load() > 0 {
+		s.mu.Lock()
+		s.fakes = s.takeFakes(s.fakes)
+		s.mu.Unlock()
 	}
-	s.mu.Unlock()
 	if len(s.fakes) > 0 && s.clientErr == nil {
 		_, s.clientErr = s.cw.Write(s.fakes)
 	}
@@ -1115,6 +1111,9 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 
 // takeFakes pops the proxy's own replies at the head of the queue into buf.
 func (s *session) takeFakes(buf []byte) []byte {
+	if s.q.fakes.Load() == 0 {
+		return buf
+	}
 	for e := s.q.front(); e != nil && e.kind == eFake; e = s.q.front() {
 		if s.failedRound {
 			// Queued after a message the server failed: PostgreSQL
