@@ -1085,26 +1085,27 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 	if len(s.fakes) > 0 && s.clientErr == nil {
 		_, s.clientErr = s.cw.Write(s.fakes)
 	}
-	if (c.br.Buffered() == 0 || release) && s.clientErr == nil {
-		s.clientErr = s.cw.Flush()
-	}
-	if s.clientErr != nil {
-		s.cw.Reset(io.Discard)
-	}
 	if release {
+		// Back to the pool before the client sees ReadyForQuery, so its
+		// next statement finds the backend free. Holding wmu keeps any
+		// reply for this client from overtaking the one just written.
 		s.mu.Lock()
-		if s.backend == c && s.releasableLocked() && !s.holding {
+		release = s.backend == c && s.releasableLocked() && !s.holding
+		if release {
 			s.detachLocked()
-		} else {
-			if s.backend == c {
-				s.releasePending = true
-			}
-			release = false
+		} else if s.backend == c {
+			s.releasePending = true
 		}
 		s.mu.Unlock()
 		if release {
 			s.giveBack(c)
 		}
+	}
+	if (c.br.Buffered() == 0 || release) && s.clientErr == nil {
+		s.clientErr = s.cw.Flush()
+	}
+	if s.clientErr != nil {
+		s.cw.Reset(io.Discard)
 	}
 	return nil
 }
