@@ -69,6 +69,13 @@ func dialServer(ctx context.Context, p *backendPool, cfg *pgconn.Config, cacheSi
 	if err != nil {
 		return nil, err
 	}
+	// pgconn may have started its background reader during a slow login
+	// write; until it is stopped it can steal bytes from the socket.
+	// SyncConn makes sure it has, and that nothing is left buffered.
+	if err := pc.SyncConn(ctx); err != nil {
+		pc.Close(ctx)
+		return nil, err
+	}
 	hc, err := pc.Hijack()
 	if err != nil {
 		pc.Close(ctx)

@@ -69,7 +69,11 @@ type session struct {
 	releasePending bool // backend became free while held
 	txStatus       byte
 	inBlock        bool // an explicit transaction block is open
-	copyIn         bool
+	// copyIn: the server is in COPY FROM STDIN (CopyInResponse seen, its
+	// CommandComplete or error not yet). copyEndQueued: the client has sent
+	// CopyDone or CopyFail for it (a marker is in the queue).
+	copyIn        bool
+	copyEndQueued bool
 	pinned         bool   // session state lives on this backend: keep it
 	pinReason      string // for logs
 	failedTx       bool   // the backend died inside a transaction block
@@ -338,6 +342,7 @@ func (s *session) internalQuery(c *serverConn, sql string, quiet bool, done chan
 	if err := s.push(c, entry{kind: eQuery, swallow: true, quiet: quiet, done: done}); err != nil {
 		return err
 	}
+	c.unnamed = 0 // a simple Query destroys the unnamed statement
 	s.out = appendQuery(s.out[:0], sql)
 	return s.write(c, s.out)
 }
@@ -395,7 +400,7 @@ func (s *session) endBatch() {
 	s.mu.Lock()
 	c := s.backend
 	held := s.holding && c != nil
-	tailFake := held && s.q.back() != nil && s.q.back().kind == eFake
+	tailFake := held && s.q.back() != nil && s.q.back().kind == eFake && !isMarker(s.q.back())
 	s.mu.Unlock()
 	if tailFake {
 		// A reply of the proxy's own waits behind the backend's; a no-op
@@ -489,6 +494,10 @@ func (s *session) query(body []byte) error {
 	if err := s.push(c, entry{kind: eQuery, stmts: stmts}); err != nil {
 		return err
 	}
+	// A simple Query destroys the unnamed statement, the client's and
+	// the backend's.
+	s.unnamed = nil
+	c.unnamed = 0
 	return s.writeMsg(c, 'Q', body)
 }
 
@@ -774,7 +783,7 @@ func (s *session) closeMsg(body []byte) error {
 // sync handles Sync: the end of an extended-protocol round.
 func (s *session) sync(body []byte) error {
 	s.mu.Lock()
-	c, copyIn := s.backend, s.copyIn
+	c, copyIn := s.backend, s.copyIn && !s.copyEndQueued
 	s.mu.Unlock()
 	if c == nil {
 		s.reply(entry{kind: eFake, readyAfter: true})
@@ -829,17 +838,20 @@ func (s *session) copyData(n int) error {
 	return nil
 }
 
-// copyEnd forwards CopyDone or CopyFail.
+// copyEnd forwards CopyDone or CopyFail. A marker in the queue records
+// where it went, so the reader knows which Syncs the server ignored while
+// in COPY FROM STDIN: those sent before it.
 func (s *session) copyEnd(typ byte, body []byte) error {
 	s.mu.Lock()
 	c := s.backend
 	if c != nil {
 		s.holding = true
-		s.copyIn = false
+		s.q.push(entry{kind: eFake})
+		s.copyEndQueued = true
 	}
 	s.mu.Unlock()
 	if c == nil {
-		return nil
+		return nil // no COPY in progress: PostgreSQL drops these too
 	}
 	return s.writeMsg(c, typ, body)
 }
@@ -962,6 +974,7 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 			s.mu.Unlock()
 			return skip(c.br, headerLen+n)
 		}
+		s.copyIn = false
 		if e == nil {
 			break
 		}
@@ -1001,6 +1014,7 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 			s.commitPending()
 		}
 		s.q.pop()
+		s.popMarkers()
 		if s.releasableLocked() {
 			if s.holding {
 				s.releasePending = true
@@ -1032,6 +1046,7 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 			s.mu.Unlock()
 			return fmt.Errorf("unexpected CommandComplete from server")
 		}
+		s.copyIn = false
 		forward = !e.swallow
 		if e.next < len(e.stmts) {
 			s.confirm(e.stmts[e.next], string(bodyString(body)))
@@ -1042,9 +1057,7 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 		}
 	case 'G':
 		s.copyIn = true
-		if e != nil && e.kind == eExecute {
-			s.dropSyncsAfterHead()
-		}
+		s.copyEndQueued = s.dropSyncsInCopy()
 		forward = e == nil || !e.swallow
 	default:
 		// DataRow, CopyData/Done/OutResponse, ParameterDescription,
@@ -1155,17 +1168,39 @@ func (s *session) dropEntry(c *serverConn, e *entry) {
 	s.q.pop()
 }
 
-// dropSyncsAfterHead forgets Syncs sent while the server was entering COPY
-// FROM STDIN, which it ignores.
-func (s *session) dropSyncsAfterHead() {
+// dropSyncsInCopy forgets the Syncs queued after the head entry and before
+// the client's CopyDone/CopyFail: the server ignores Sync in COPY FROM
+// STDIN. It reports whether the client's CopyDone/CopyFail is queued.
+func (s *session) dropSyncsInCopy() (ended bool) {
+	if s.q.len() == 0 {
+		return false
+	}
 	items := s.q.items[s.q.head+1:]
 	kept := items[:0]
-	for _, e := range items {
+	for i, e := range items {
+		if isMarker(&e) {
+			kept = append(kept, items[i:]...)
+			ended = true
+			break
+		}
 		if e.kind != eSync {
 			kept = append(kept, e)
 		}
 	}
 	s.q.items = s.q.items[:s.q.head+1+len(kept)]
+	return ended
+}
+
+// isMarker reports whether e is a queue marker (an eFake that writes
+// nothing), such as the one for CopyDone.
+func isMarker(e *entry) bool { return e.kind == eFake && len(e.fake) == 0 && !e.readyAfter }
+
+// popMarkers pops markers at the head: they owe the client nothing, and a
+// backend whose queue holds only markers is free.
+func (s *session) popMarkers() {
+	for e := s.q.front(); e != nil && isMarker(e); e = s.q.front() {
+		s.q.pop()
+	}
 }
 
 // confirm applies a statement whose CommandComplete (with tag) arrived.
@@ -1193,10 +1228,9 @@ func (s *session) confirm(st parser.Statement, tag string) {
 			}
 			return
 		}
+		// Kept at ReadyForQuery 'I' or an explicit COMMIT; a later
+		// error in the same implicit transaction drops it.
 		s.pending = append(s.pending, setOp{kind: st.Kind, name: st.Name, text: st.Text})
-		if !s.inBlock {
-			s.commitPending()
-		}
 	}
 }
 

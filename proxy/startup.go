@@ -285,6 +285,10 @@ func (s *Server) login(ctx context.Context, conn net.Conn, br *bufio.Reader, st 
 	}
 	s.register(sess, pid)
 
+	// A backend reader may be flushing this writer already (replies to the
+	// settings sent to the backend above): write under the session's lock.
+	sess.wmu.Lock()
+	defer sess.wmu.Unlock()
 	server := *bp.params.Load()
 	for _, name := range slices.Sorted(maps.Keys(server)) {
 		v := server[name]
