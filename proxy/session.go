@@ -74,16 +74,16 @@ type session struct {
 	// CopyDone or CopyFail for it (a marker is in the queue).
 	copyIn        bool
 	copyEndQueued bool
-	pinned         bool   // session state lives on this backend: keep it
-	pinReason      string // for logs
-	failedTx       bool   // the backend died inside a transaction block
-	failedRound    bool   // the server reported an error and skips to Sync
-	deathErr       *pgError
-	unparsed       []unparsed        // client statements whose Parse failed or was skipped
-	params         map[string]string // committed SET statements by setting
-	pending        []setOp           // SETs of the open transaction
-	connUnknown    bool              // the backend's settings no longer match params
-	fakes          []byte            // scratch for the reader
+	pinned        bool   // session state lives on this backend: keep it
+	pinReason     string // for logs
+	failedTx      bool   // the backend died inside a transaction block
+	failedRound   bool   // the server reported an error and skips to Sync
+	deathErr      *pgError
+	unparsed      []unparsed        // client statements whose Parse failed or was skipped
+	params        map[string]string // committed SET statements by setting
+	pending       []setOp           // SETs of the open transaction
+	connUnknown   bool              // the backend's settings no longer match params
+	fakes         []byte            // scratch for the reader
 }
 
 // clientStmt is a statement the client prepared under its own name.
