@@ -74,16 +74,20 @@ type session struct {
 	// CopyDone or CopyFail for it (a marker is in the queue).
 	copyIn        bool
 	copyEndQueued bool
-	pinned        bool   // session state lives on this backend: keep it
-	pinReason     string // for logs
-	failedTx      bool   // the backend died inside a transaction block
-	failedRound   bool   // the server reported an error and skips to Sync
-	deathErr      *pgError
-	unparsed      []unparsed        // client statements whose Parse failed or was skipped
-	params        map[string]string // committed SET statements by setting
-	pending       []setOp           // SETs of the open transaction
-	connUnknown   bool              // the backend's settings no longer match params
-	fakes         []byte            // scratch for the reader
+	// unsynced: an Execute was sent after the last Sync. Its implicit
+	// transaction is open on the backend, and a Sync by anyone would
+	// commit it.
+	unsynced    bool
+	pinned      bool   // session state lives on this backend: keep it
+	pinReason   string // for logs
+	failedTx    bool   // the backend died inside a transaction block
+	failedRound bool   // the server reported an error and skips to Sync
+	deathErr    *pgError
+	unparsed    []unparsed        // client statements whose Parse failed or was skipped
+	params      map[string]string // committed SET statements by setting
+	pending     []setOp           // SETs of the open transaction
+	connUnknown bool              // the backend's settings no longer match params
+	fakes       []byte            // scratch for the reader
 }
 
 // clientStmt is a statement the client prepared under its own name.
@@ -109,6 +113,10 @@ type setOp struct {
 
 var errBackendGone = errors.New("backend connection lost")
 
+// maxMessageLen is PostgreSQL's own limit on any message, CopyData
+// included (1 GB - 1).
+const maxMessageLen = 1<<30 - 1
+
 // serve runs the session until the client leaves or the connection fails.
 func (s *session) serve() error {
 	for {
@@ -121,6 +129,9 @@ func (s *session) serve() error {
 		}
 		if n < 0 {
 			return newFatal(codeProtocolViolation, "invalid message length")
+		}
+		if typ == 'd' && n > maxMessageLen {
+			return newFatal(codeProtocolViolation, "invalid message length %d", n)
 		}
 		if typ == 'd' {
 			if err := s.copyData(n); err != nil {
@@ -355,6 +366,12 @@ func (s *session) push(c *serverConn, e entry) error {
 	if s.backend != c {
 		return errBackendGone
 	}
+	switch e.kind {
+	case eExecute:
+		s.unsynced = true
+	case eSync:
+		s.unsynced = false
+	}
 	s.q.push(e)
 	return nil
 }
@@ -441,7 +458,7 @@ func (s *session) endBatch() {
 
 // releasableLocked reports whether the backend may go back to the pool.
 func (s *session) releasableLocked() bool {
-	return s.backend != nil && s.q.len() == 0 && s.txStatus == 'I' && !s.copyIn &&
+	return s.backend != nil && s.q.len() == 0 && s.txStatus == 'I' && !s.copyIn && !s.unsynced &&
 		s.mode != PoolSession && !s.pinned
 }
 
@@ -450,6 +467,7 @@ func (s *session) releasableLocked() bool {
 func (s *session) detachLocked() *serverConn {
 	c := s.backend
 	s.backend = nil
+	s.unsynced = false
 	c.owner.Store(nil)
 	if s.connUnknown {
 		c.params = nil
@@ -872,9 +890,23 @@ func (s *session) close() {
 // does not come back clean is closed.
 func (s *session) returnBackend(c *serverConn) {
 	s.mu.Lock()
-	clean := s.backend == c && s.q.len() == 0 && !s.copyIn
+	// Work sent without a Sync is an open implicit transaction: a Sync
+	// would commit it, so such a backend is closed, never reused.
+	clean := s.backend == c && s.q.len() == 0 && !s.copyIn && !s.unsynced
+	busy := s.backend == c && s.q.len() > 0
+	if busy {
+		c.cancels.Add(1) // under mu while attached, as in Server.cancel
+	}
 	status, needReset := s.txStatus, s.mode == PoolSession || s.pinned
 	s.mu.Unlock()
+	if busy {
+		// Stop what the departed client left running before the backend
+		// is closed, rather than let it run on unseen.
+		ctx, cancel := context.WithTimeout(context.Background(), s.srv.opts.ServerConnectTimeout)
+		c.cancel(ctx)
+		c.cancels.Done()
+		cancel()
+	}
 	var queries []string
 	if status != 'I' {
 		queries = append(queries, "ROLLBACK")
@@ -1310,7 +1342,7 @@ func (s *session) backendLost(c *serverConn, cause error) {
 		s.q.pop()
 	}
 	s.pending = s.pending[:0]
-	s.copyIn, s.releasePending, s.inBlock, s.pinned = false, false, false, false
+	s.copyIn, s.releasePending, s.inBlock, s.pinned, s.unsynced = false, false, false, false, false
 	s.txStatus = 'I'
 	s.mu.Unlock()
 	if fatal {

@@ -75,10 +75,7 @@ func TestPreparedStatementFollowsClient(t *testing.T) {
 	a.send(&pgproto3.Parse{Name: "s", Query: "select 7"}, &pgproto3.Sync{})
 	a.until()
 	// b holds that backend in a transaction, so a gets the other one.
-	b.send(&pgproto3.Query{String: "begin"})
-	if got := b.until(); !slices.Equal(got, []string{"C:OK begin", "Z:T"}) {
-		t.Fatalf("begin: %v", got)
-	}
+	holdBackend(t, fb, b, fb.received("P pgshard_")[0][:2])
 	a.send(&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	if got := a.until(); !slices.Equal(got, []string{"2", "C:EXEC select 7", "Z:I"}) {
 		t.Fatalf("bind on second backend: %v", got)
@@ -232,8 +229,7 @@ func TestSetReplayedOnNextBackend(t *testing.T) {
 	a.send(&pgproto3.Query{String: "BEGIN; SET work_mem = '1MB'; ROLLBACK"})
 	a.until()
 	// b holds a's backend, so a must use the other one.
-	b.send(&pgproto3.Query{String: "begin"})
-	b.until()
+	holdBackend(t, fb, b, "1:")
 	a.send(&pgproto3.Query{String: "select 1"})
 	a.until()
 	replays := fb.received("2:Q SET search_path")
@@ -288,8 +284,7 @@ func TestClassifiedSetTracksSavepoints(t *testing.T) {
 	a, b := dialClient(t, addr), dialClient(t, addr)
 	a.send(&pgproto3.Query{String: "BEGIN; SET x.a = 1; SAVEPOINT s; SET x.b = 2; ROLLBACK TO SAVEPOINT s; SET x.c = 3; COMMIT"})
 	a.until()
-	b.send(&pgproto3.Query{String: "begin"})
-	b.until()
+	holdBackend(t, fb, b, "1:")
 	a.send(&pgproto3.Query{String: "select 1"})
 	a.until()
 	replayed := strings.Join(fb.received("2:Q SET"), " ")
@@ -301,4 +296,26 @@ func TestClassifiedSetTracksSavepoints(t *testing.T) {
 	if strings.Contains(replayed, "x.b") {
 		t.Errorf("SET rolled back to a savepoint was replayed: %q", replayed)
 	}
+}
+
+// holdBackend makes client c open a transaction on the fake backend
+// connection whose log prefix is conn ("1:"). Which idle backend a client
+// gets is the pool's business (a backend freed at the end of a batch may
+// not be back yet), so it retries until it lands there.
+func holdBackend(t *testing.T, fb *fakeBackend, c *client, conn string) {
+	t.Helper()
+	for range 100 {
+		c.send(&pgproto3.Query{String: "begin"})
+		if got := c.until(); !slices.Equal(got, []string{"C:OK begin", "Z:T"}) {
+			t.Fatalf("begin: %v", got)
+		}
+		begins := fb.received("Q begin")
+		if strings.HasPrefix(begins[len(begins)-1], conn) {
+			return
+		}
+		c.send(&pgproto3.Query{String: "rollback"})
+		c.until()
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("could not get backend %s", conn)
 }

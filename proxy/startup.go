@@ -62,6 +62,11 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	}
 	sess, err := s.login(ctx, conn, br, st, overLimit, log)
 	if err != nil {
+		var pe *pgError
+		if !errors.As(err, &pe) {
+			log.Debug("client left during login", "error", err)
+			return // the connection failed: nobody to tell
+		}
 		log.Info("login refused", "error", err)
 		writeFatal(conn, err)
 		return
@@ -225,13 +230,15 @@ func (s *Server) login(ctx context.Context, conn net.Conn, br *bufio.Reader, st 
 		return nil, &pgError{Severity: "FATAL", Code: codeTooManyConnections, Message: "sorry, too many clients already",
 			Hint: fmt.Sprintf("pgshard accepts at most %d client connections (max_client_conn).", s.opts.MaxClientConn)}
 	}
-	db := s.dbs[dbName]
-	if db == nil {
-		return nil, newFatal(codeInvalidCatalog, "database %q does not exist", dbName)
-	}
+	// Authenticate first, as PostgreSQL does, so database names cannot be
+	// probed without a password.
 	u := s.users[userName]
 	if err := s.authenticate(cw, br, u, userName); err != nil {
 		return nil, err
+	}
+	db := s.dbs[dbName]
+	if db == nil {
+		return nil, newFatal(codeInvalidCatalog, "database %q does not exist", dbName)
 	}
 
 	backendUser, backendPassword := db.BackendUser, db.BackendPassword
@@ -332,8 +339,11 @@ func startupSettings(params map[string]string) map[string]string {
 	return out
 }
 
+// setStatement applies a startup parameter the way PostgreSQL reads one
+// from the startup packet: set_config parses the value as the setting's
+// own syntax (so "search_path=a,b" is a list, not one quoted name).
 func setStatement(name, value string) string {
-	return "SET " + quoteIdent(strings.ToLower(name)) + " = " + quoteLiteral(value)
+	return "SELECT pg_catalog.set_config(" + quoteLiteral(strings.ToLower(name)) + ", " + quoteLiteral(value) + ", false)"
 }
 
 func quoteLiteral(s string) string {
