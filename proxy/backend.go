@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"sync"
@@ -164,10 +165,11 @@ func (c *serverConn) cancel(ctx context.Context) error {
 	if _, err := conn.Write(buf); err != nil {
 		return err
 	}
-	// The server closes the connection once it has signalled the backend.
+	// The server closes the connection once it has signalled the backend;
+	// wait for that, so the caller knows the cancel was delivered.
 	var one [1]byte
-	if _, err := conn.Read(one[:]); err != nil && !errors.Is(err, net.ErrClosed) {
-		return nil
+	if _, err := conn.Read(one[:]); err != nil && !errors.Is(err, io.EOF) {
+		return err
 	}
 	return nil
 }

@@ -28,18 +28,17 @@ import (
 // writes replies to the client under wmu and updates the state under mu.
 // Lock order: wmu before mu. Nobody blocks on the network while holding mu.
 type session struct {
-	srv   *Server
-	id    uint64
-	log   *slog.Logger
-	nc    net.Conn
-	cr    *bufio.Reader
-	db    *database
-	pool  *backendPool
-	user  string
-	mode  PoolMode
-	key   cancelKey
-	ctx   context.Context
-	trace bool // keep the server statement names of the client as is (session mode)
+	srv  *Server
+	id   uint64
+	log  *slog.Logger
+	nc   net.Conn
+	cr   *bufio.Reader
+	db   *database
+	pool *backendPool
+	user string
+	mode PoolMode
+	key  cancelKey
+	ctx  context.Context
 
 	// startup holds the SET statements that apply the client's startup
 	// parameters; they are the session defaults RESET returns to.
@@ -78,10 +77,9 @@ type session struct {
 	// transaction is open on the backend, and a Sync by anyone would
 	// commit it.
 	unsynced    bool
-	pinned      bool   // session state lives on this backend: keep it
-	pinReason   string // for logs
-	failedTx    bool   // the backend died inside a transaction block
-	failedRound bool   // the server reported an error and skips to Sync
+	pinned      bool // session state lives on this backend: keep it
+	failedTx    bool // the backend died inside a transaction block
+	failedRound bool // the server reported an error and skips to Sync
 	deathErr    *pgError
 	unparsed    []unparsed        // client statements whose Parse failed or was skipped
 	params      map[string]string // committed SET statements by setting
@@ -261,7 +259,8 @@ func (s *session) reply(e entry) {
 	if s.clientErr == nil {
 		s.cw.Write(e.fake)
 		if e.readyAfter {
-			s.cw.Write(appendReadyForQuery(s.fakes[:0:0], status))
+			var z [headerLen + 1]byte
+			s.cw.Write(appendReadyForQuery(z[:0], status))
 		}
 	}
 	s.wmu.Unlock()
@@ -542,7 +541,7 @@ func (s *session) beforeSend(c *serverConn, st parser.Statement) {
 	case parser.SessionState:
 		s.mu.Lock()
 		if !s.pinned {
-			s.pinned, s.pinReason = true, st.Kind.String()
+			s.pinned = true
 			s.log.Debug("session pinned to its backend", "reason", firstWords(st.Text))
 		}
 		s.mu.Unlock()
