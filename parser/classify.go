@@ -100,7 +100,9 @@ func Classify(sql string) []Statement {
 				var l2 lexer
 				l2.init(p)
 				if l2.next() {
-					out = append(out, l2.statement())
+					st := l2.statement()
+					st.Text = strings.TrimSpace(p) // the part is one statement
+					out = append(out, st)
 				}
 			}
 			return out
@@ -145,7 +147,7 @@ type lexer struct {
 }
 
 type word struct {
-	text   string // lower-cased unless quoted
+	text   string // as written; compare with is()
 	quoted bool
 }
 
@@ -222,19 +224,21 @@ func (lx *lexer) scanStatement() int {
 				tokens++
 				continue
 			}
-			w := strings.ToLower(s[begin:lx.pos])
+			w := s[begin:lx.pos]
 			lx.addWord(word{text: w})
-			switch w {
-			case "atomic":
+			switch {
+			case strings.EqualFold(w, "atomic"):
 				lx.atomic = true
-			case "set_config", "pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared":
+			case len(w) >= 10 && (strings.EqualFold(w, "set_config") || strings.EqualFold(w, "pg_advisory_lock") ||
+				strings.EqualFold(w, "pg_advisory_lock_shared") || strings.EqualFold(w, "pg_try_advisory_lock") ||
+				strings.EqualFold(w, "pg_try_advisory_lock_shared")):
 				lx.sessionFn = true
-			case "temp", "temporary":
+			case strings.EqualFold(w, "temp") || strings.EqualFold(w, "temporary"):
 				if prevInto {
 					lx.intoTemp = true
 				}
 			}
-			prevInto = w == "into"
+			prevInto = strings.EqualFold(w, "into")
 			tokens++
 			continue
 		default:
@@ -325,15 +329,31 @@ func isIdentStart(c byte) bool {
 
 func isIdentChar(c byte) bool { return isIdentStart(c) || (c >= '0' && c <= '9') || c == '$' }
 
-// w returns the i-th word of the statement, or "".
+// w returns the i-th word of the statement in lower case (quoted words as
+// written), or "". It allocates only for words with upper-case letters, and
+// is used only once a statement is known to be of interest.
 func (lx *lexer) w(i int) string {
-	if i < lx.nwords {
+	if i >= lx.nwords {
+		return ""
+	}
+	if lx.words[i].quoted {
 		return lx.words[i].text
 	}
-	return ""
+	return strings.ToLower(lx.words[i].text)
+}
+
+// is reports whether the i-th word is the unquoted keyword kw (lower case).
+func (lx *lexer) is(i int, kw string) bool {
+	return i < lx.nwords && !lx.words[i].quoted && strings.EqualFold(lx.words[i].text, kw)
 }
 
 func (lx *lexer) classify() {
+	if !lx.interestingFirstWord() {
+		if lx.sessionFn || lx.intoTemp {
+			lx.kind = SessionState
+		}
+		return
+	}
 	switch lx.w(0) {
 	case "begin":
 		lx.kind = Begin
@@ -425,6 +445,20 @@ func (lx *lexer) classify() {
 	}
 }
 
+// firstWords are the statements classify looks at; everything else
+// (SELECT, INSERT, UPDATE, ...) is decided without allocating.
+var firstWords = [...]string{"begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release",
+	"prepare", "set", "reset", "discard", "deallocate", "listen", "load", "declare", "create"}
+
+func (lx *lexer) interestingFirstWord() bool {
+	for _, kw := range firstWords {
+		if lx.is(0, kw) {
+			return true
+		}
+	}
+	return false
+}
+
 func (lx *lexer) hasChain() bool {
 	for i := 1; i < lx.nwords; i++ {
 		if lx.w(i) == "chain" && lx.w(i-1) != "no" {
@@ -462,20 +496,30 @@ func settingName(ws []word) string {
 	if len(ws) == 0 {
 		return ""
 	}
-	switch w := ws[0]; {
-	case w.quoted:
-		return w.text
-	case w.text == "time" && len(ws) > 1 && ws[1].text == "zone":
+	lower := func(w word) string {
+		if w.quoted {
+			return w.text
+		}
+		return strings.ToLower(w.text)
+	}
+	first, second := lower(ws[0]), ""
+	if len(ws) > 1 {
+		second = lower(ws[1])
+	}
+	switch {
+	case ws[0].quoted:
+		return first
+	case first == "time" && second == "zone":
 		return "timezone"
-	case w.text == "names":
+	case first == "names":
 		return "client_encoding"
-	case w.text == "schema":
+	case first == "schema":
 		return "search_path"
-	case w.text == "xml" && len(ws) > 1 && ws[1].text == "option":
+	case first == "xml" && second == "option":
 		return "xmloption"
-	case w.text == "session" && len(ws) > 1 && ws[1].text == "authorization":
+	case first == "session" && second == "authorization":
 		return "session_authorization"
 	default:
-		return w.text
+		return first
 	}
 }
