@@ -377,7 +377,10 @@ func TestPgxSharedConns(t *testing.T) {
 			errs[w] = func() error {
 				for i := range iters {
 					conn := <-idle
-					err := sharedConnRound(ctx, conn, w, i, errBoom)
+					err := conn.Ping(ctx) // as pgxpool does before lending a conn
+					if err == nil {
+						err = sharedConnRound(ctx, conn, "drv_shared_conns", w, i, errBoom)
+					}
 					idle <- conn
 					if err != nil {
 						return fmt.Errorf("iteration %d: %w", i, err)
@@ -393,32 +396,28 @@ func TestPgxSharedConns(t *testing.T) {
 			t.Errorf("worker %d: %v", w, err)
 		}
 	}
-	wantKept := int64(0)
-	for i := range iters {
-		if i%4 != 0 {
-			wantKept++
-		}
-	}
-	if got := backendInt(t, "SELECT count(*) FROM drv_shared_conns WHERE kept"); got != workers*wantKept {
-		t.Errorf("backend has %d committed rows, want %d", got, workers*wantKept)
-	}
-	if got := backendInt(t, "SELECT count(*) FROM drv_shared_conns WHERE NOT kept"); got != 0 {
-		t.Errorf("backend has %d rows from rolled back transactions", got)
-	}
+	checkRounds(t, "drv_shared_conns", workers, iters)
 	checkNoIdleInTransaction(t)
 }
 
-func sharedConnRound(ctx context.Context, conn *pgx.Conn, w, i int, errBoom error) error {
-	if err := conn.Ping(ctx); err != nil {
-		return fmt.Errorf("ping: %w", err)
-	}
+// roundDB is what a round needs: *pgx.Conn and *pgxpool.Pool both have it.
+type roundDB interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Begin(ctx context.Context) (pgx.Tx, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// sharedConnRound is one worker iteration: a query with arguments, a
+// transaction into table that commits (or, every fourth time, rolls back),
+// and a batch. checkRounds checks the table afterwards.
+func sharedConnRound(ctx context.Context, conn roundDB, table string, w, i int, errBoom error) error {
 	var got int
 	if err := conn.QueryRow(ctx, "SELECT $1::int * 2 + $2::int", i, w).Scan(&got); err != nil || got != 2*i+w {
 		return fmt.Errorf("query: %d, %v", got, err)
 	}
 	kept := i%4 != 0
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "INSERT INTO drv_shared_conns (worker, i, kept) VALUES ($1, $2, $3)", w, i, kept); err != nil {
+		if _, err := tx.Exec(ctx, "INSERT INTO "+table+" (worker, i, kept) VALUES ($1, $2, $3)", w, i, kept); err != nil {
 			return err
 		}
 		if !kept {
@@ -441,6 +440,24 @@ func sharedConnRound(ctx context.Context, conn *pgx.Conn, w, i int, errBoom erro
 		return fmt.Errorf("batch: %d %q %v", n, s, err)
 	}
 	return nil
+}
+
+// checkRounds checks on the backend that every committed round of
+// sharedConnRound landed in table and no rolled-back one did.
+func checkRounds(t *testing.T, table string, workers, iters int) {
+	t.Helper()
+	wantKept := int64(0)
+	for i := range iters {
+		if i%4 != 0 {
+			wantKept++
+		}
+	}
+	if got := backendInt(t, "SELECT count(*) FROM "+table+" WHERE kept"); got != int64(workers)*wantKept {
+		t.Errorf("backend has %d committed rows, want %d", got, int64(workers)*wantKept)
+	}
+	if got := backendInt(t, "SELECT count(*) FROM "+table+" WHERE NOT kept"); got != 0 {
+		t.Errorf("backend has %d rows from rolled back transactions", got)
+	}
 }
 
 // pipelineNext reads the next pipeline result, which must be of type T.

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -39,33 +38,8 @@ func TestPgxpool(t *testing.T) {
 		wg.Go(func() {
 			errs[w] = func() error {
 				for i := range iters {
-					var got int
-					if err := pool.QueryRow(ctx, "SELECT $1::int * 2 + $2::int", i, w).Scan(&got); err != nil || got != 2*i+w {
-						return fmt.Errorf("query: %d, %v", got, err)
-					}
-					kept := i%4 != 0
-					err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-						if _, err := tx.Exec(ctx, "INSERT INTO drv_pgxpool (worker, i, kept) VALUES ($1, $2, $3)", w, i, kept); err != nil {
-							return err
-						}
-						if !kept {
-							return errBoom // rolls back
-						}
-						return nil
-					})
-					if kept && err != nil || !kept && !errors.Is(err, errBoom) {
-						return fmt.Errorf("transaction %d: %v", i, err)
-					}
-					b := &pgx.Batch{}
-					b.Queue("SELECT $1::int", i)
-					b.Queue("SELECT $1::text", fmt.Sprint(w))
-					br := pool.SendBatch(ctx, b)
-					var n int
-					var s string
-					err1 := br.QueryRow().Scan(&n)
-					err2 := br.QueryRow().Scan(&s)
-					if err := errors.Join(err1, err2, br.Close()); err != nil || n != i || s != fmt.Sprint(w) {
-						return fmt.Errorf("batch: %d %q %v", n, s, err)
+					if err := sharedConnRound(ctx, pool, "drv_pgxpool", w, i, errBoom); err != nil {
+						return fmt.Errorf("iteration %d: %w", i, err)
 					}
 				}
 				return nil
@@ -79,17 +53,6 @@ func TestPgxpool(t *testing.T) {
 		}
 	}
 	pool.Close()
-	wantKept := int64(0)
-	for i := range iters {
-		if i%4 != 0 {
-			wantKept++
-		}
-	}
-	if got := backendInt(t, "SELECT count(*) FROM drv_pgxpool WHERE kept"); got != workers*wantKept {
-		t.Errorf("backend has %d committed rows, want %d", got, workers*wantKept)
-	}
-	if got := backendInt(t, "SELECT count(*) FROM drv_pgxpool WHERE NOT kept"); got != 0 {
-		t.Errorf("backend has %d rows from rolled back transactions", got)
-	}
+	checkRounds(t, "drv_pgxpool", workers, iters)
 	checkNoIdleInTransaction(t)
 }
