@@ -28,6 +28,10 @@ type backendPool struct {
 	// params are the ParameterStatus values of the last login, shown to
 	// clients at their startup.
 	params atomic.Pointer[map[string]string]
+	// learning admits one client login at a time to fetch params while
+	// the pool has none, so a storm of logins on a cold pool does not
+	// queue for backends.
+	learning chan struct{}
 }
 
 // serverConn is one logged-in backend connection. Its reader goroutine runs

@@ -252,7 +252,7 @@ func (s *Server) pool(d *database, backendUser, password string, shard int) (*ba
 	cfg.Password = password
 	cfg.ConnectTimeout = s.opts.ServerConnectTimeout
 	cfg.RuntimeParams = map[string]string{}
-	bp := &backendPool{shard: sh.Name, addr: fmt.Sprintf("%s:%d", cfg.Host, cfg.Port)}
+	bp := &backendPool{shard: sh.Name, addr: fmt.Sprintf("%s:%d", cfg.Host, cfg.Port), learning: make(chan struct{}, 1)}
 	cacheSize := s.opts.PreparedStatementCacheSize
 	bp.Pool = pool.New(pool.Options[*serverConn]{
 		Size:        d.PoolSize,

@@ -274,28 +274,36 @@ func (s *Server) login(ctx context.Context, conn net.Conn, br *bufio.Reader, st 
 	// Learn the server's parameters, and check it is up, before saying
 	// the client is in. In session mode the client keeps this backend.
 	var pid uint32
-	if sess.mode == PoolSession || bp.params.Load() == nil {
-		c, err := sess.attach()
+	if sess.mode == PoolSession {
+		c, err := sess.attachAtLogin()
 		if err != nil {
-			pe := toPgError(err)
-			pe.Severity = "FATAL"
-			return nil, pe
+			return nil, err
 		}
 		pid = c.pid
-		if sess.mode != PoolSession {
-			pid = 0
-			sess.mu.Lock()
-			sess.releasePending = true
-			sess.mu.Unlock()
+	} else if bp.params.Load() == nil {
+		// One login at a time learns them; the others wait for it, not
+		// for a backend.
+		select {
+		case bp.learning <- struct{}{}:
+		case <-ctx.Done():
+			return nil, newFatal(codeAdminShutdown, "pgshard is shutting down")
+		case <-time.After(s.opts.ClientLoginTimeout):
+			return nil, newFatal(codeConnectionFailure, "timed out waiting for server %s to accept a connection", bp.addr)
 		}
-		sess.endBatch()
+		var err error
+		if bp.params.Load() == nil {
+			_, err = sess.attachAtLogin()
+		}
+		<-bp.learning
+		if err != nil {
+			return nil, err
+		}
 	}
 	s.register(sess, pid)
 
 	// A backend reader may be flushing this writer already (replies to the
 	// settings sent to the backend above): write under the session's lock.
 	sess.wmu.Lock()
-	defer sess.wmu.Unlock()
 	server := *bp.params.Load()
 	for _, name := range slices.Sorted(maps.Keys(server)) {
 		v := server[name]
@@ -314,10 +322,34 @@ func (s *Server) login(ctx context.Context, conn net.Conn, br *bufio.Reader, st 
 	b = binary.BigEndian.AppendUint32(b, sess.key.secret)
 	cw.Write(b)
 	cw.Write(appendReadyForQuery(nil, 'I'))
-	if err := cw.Flush(); err != nil {
-		return sess, err
+	err = cw.Flush()
+	sess.wmu.Unlock()
+	if err != nil {
+		// The client left at the last moment: give back what it holds.
+		s.unregister(sess)
+		sess.close()
+		return nil, err
 	}
 	return sess, nil
+}
+
+// attachAtLogin attaches a backend during login: kept in session mode,
+// given back at once otherwise (it was needed only to learn the server's
+// parameters and that it is up).
+func (s *session) attachAtLogin() (*serverConn, error) {
+	c, err := s.attach()
+	if err != nil {
+		pe := toPgError(err)
+		pe.Severity = "FATAL"
+		return nil, pe
+	}
+	if s.mode != PoolSession {
+		s.mu.Lock()
+		s.releasePending = true
+		s.mu.Unlock()
+	}
+	s.endBatch()
+	return c, nil
 }
 
 // startupSettings turns startup parameters (and -c options) into the SET
