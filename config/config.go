@@ -124,6 +124,36 @@ type Database struct {
 	MinPoolSize int `yaml:"min_pool_size"`
 	// Shards hold the database's data; at least one.
 	Shards []Shard `yaml:"shards"`
+
+	// The statement-routing keys below (issue 3) are parsed, defaulted and
+	// validated, but ProxyOptions does not pass them on yet: the proxy starts
+	// routing with them in the statement-routing work. See routing.go.
+
+	// DefaultShard holds the tables no rule in Tables names; Parse sets it to
+	// the first shard's name when the file leaves it out.
+	DefaultShard string `yaml:"default_shard"`
+	// Tables say which shards hold which tables' rows. Exact names are
+	// unique; patterns may overlap (the router tries exact names first, then
+	// patterns in order).
+	Tables []TableRule `yaml:"tables"`
+	// ReadWriteSplit sends reads outside explicit transactions to replicas.
+	// It is allowed with no replicas (reads then stay on the primaries).
+	ReadWriteSplit bool `yaml:"read_write_split"`
+	// LoadBalance spreads reads over a shard's replicas; default round_robin.
+	LoadBalance LoadBalance `yaml:"load_balance"`
+	// ReadYourWrites keeps a client's reads from missing its own writes;
+	// default lsn.
+	ReadYourWrites ReadYourWrites `yaml:"read_your_writes"`
+	// MaxReplicaLag: replicas further behind their primary's WAL than this
+	// are not used; default 16MB.
+	MaxReplicaLag Size `yaml:"max_replica_lag"`
+	// RouteNotices sends the client a NOTICE naming where each statement
+	// went; default false.
+	RouteNotices bool `yaml:"route_notices"`
+	// ReadOnlyFunctions are user functions ("name" or "schema.name") that
+	// only read: a statement calling any other user function goes to the
+	// primary.
+	ReadOnlyFunctions []string `yaml:"read_only_functions"`
 }
 
 // Shard is one slice of a database: a primary and its replicas, each a
@@ -135,6 +165,10 @@ type Shard struct {
 	Primary string `yaml:"primary"`
 	// Replicas are read-only copies of Primary.
 	Replicas []string `yaml:"replicas"`
+	// Schema, when set, makes the shard a schema of Primary's database
+	// (selected with search_path), so several shards can share a server and
+	// database; empty means the database's own schemas. Not used yet.
+	Schema string `yaml:"schema"`
 }
 
 // Load reads and parses the configuration file at path. Its errors are those
@@ -239,13 +273,16 @@ func applyDefaults(c *Config, idx *index) {
 		p := fmt.Sprintf("databases[%d]", i)
 		set(p+".pool_size", func() { d.PoolSize = defaultPoolSize })
 		set(p+".min_pool_size", func() { d.MinPoolSize = defaultMinPoolSize })
+		applyRoutingDefaults(d, p, set)
 	}
 }
 
 // ProxyOptions converts c into the proxy's Options, loading the TLS
 // certificate and key when both are set. logger becomes Options.Logger. c
 // must come from Load or Parse; it is not validated again. The Options share
-// no memory with c.
+// no memory with c. The routing keys (Database.Tables, DefaultShard,
+// ReadWriteSplit and the rest, Shard.Schema) are not passed on yet: until
+// the statement-routing work the proxy ignores them.
 func (c *Config) ProxyOptions(logger *slog.Logger) (proxy.Options, error) {
 	o := proxy.Options{
 		Listen:                     c.Listen,
@@ -304,6 +341,7 @@ func (c *Config) Redacted() *Config {
 		for j := range d.Shards {
 			d.Shards[j].Replicas = slices.Clone(d.Shards[j].Replicas)
 		}
+		cloneRouting(d)
 	}
 	return &r
 }

@@ -64,9 +64,13 @@ func TestDefaults(t *testing.T) {
 		PreparedStatementCacheSize: 500,
 		Users:                      []User{{Name: "app", Password: "app", Auth: proxy.AuthSCRAM}},
 		Databases: []Database{{
-			Name:     "app",
-			PoolSize: 20,
-			Shards:   []Shard{{Name: "s0", Primary: "postgres://127.0.0.1:5433/app"}},
+			Name:           "app",
+			PoolSize:       20,
+			Shards:         []Shard{{Name: "s0", Primary: "postgres://127.0.0.1:5433/app"}},
+			DefaultShard:   "s0",
+			LoadBalance:    LoadBalanceRoundRobin,
+			ReadYourWrites: ReadYourWrites{Mode: ReadYourWritesLSN},
+			MaxReplicaLag:  16 << 20,
 		}},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -126,7 +130,7 @@ func TestErrors(t *testing.T) {
 		{"empty lists", "users: []\ndatabases: []\n", []string{"users: at least one user is required (line 1)", "databases: at least one database is required (line 2)"}},
 		{"unknown key", "lisen: x\n" + okBoth, []string{"lisen: unknown key; valid keys here: listen, pool_mode,", "(line 1)"}},
 		{"unknown nested key", okUsers + db("name: app", `shards: [{name: s0, primary: "postgres://h/app", primry: x}]`),
-			[]string{"databases[0].shards[0].primry: unknown key; valid keys here: name, primary, replicas (line 5)"}},
+			[]string{"databases[0].shards[0].primry: unknown key; valid keys here: name, primary, replicas, schema (line 5)"}},
 		{"duplicate key", "listen: a:1\nlisten: b:2\n" + okBoth, []string{"listen: duplicate key (first set on line 1) (line 2)"}},
 		{"wrong type", "max_client_conn: lots\n" + okBoth, []string{`max_client_conn: expected an integer, got a string "lots" (line 1)`}},
 		{"list expected", "users: {name: app, password: app}\n" + okDBs, []string{"users: expected a list, got a mapping (line 1)"}},

@@ -234,12 +234,19 @@ var (
 	reDefined    = regexp.MustCompile(`^mapping key (".*") already defined at line (\d+)$`)
 	reUnmarshal  = regexp.MustCompile("^cannot unmarshal (!!\\w+)(?: `(.*)`)? into (.+)$")
 	structByName = map[string]reflect.Type{}
+	// stringTypes are the named string types of the configuration.
+	stringTypes = map[string]bool{}
 )
 
 func init() {
-	for _, v := range []any{Config{}, TLS{}, User{}, Database{}, Shard{}} {
+	for _, v := range []any{Config{}, TLS{}, User{}, Database{}, Shard{}, TableRule{}, Range{}} {
 		t := reflect.TypeOf(v)
 		structByName[t.String()] = t
+		for i := range t.NumField() {
+			if f := t.Field(i).Type; f.Kind() == reflect.String {
+				stringTypes[f.String()] = true
+			}
+		}
 	}
 }
 
@@ -360,7 +367,11 @@ func typeName(goType string) string {
 		return "a list"
 	case strings.HasPrefix(goType, "int"):
 		return "an integer"
-	case goType == "string" || goType == "config.Secret" || strings.HasPrefix(goType, "proxy."):
+	case strings.HasPrefix(goType, "map["):
+		return "a mapping"
+	case goType == "bool":
+		return "a boolean"
+	case goType == "string" || stringTypes[goType]:
 		return "a string"
 	case structByName[goType] != nil:
 		return "a mapping"

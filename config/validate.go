@@ -197,6 +197,7 @@ func checkDatabases(r *reporter, dbs []Database, plain []bool) {
 			r.add(p+".min_pool_size", "must be between 0 and pool_size (%d)", d.PoolSize)
 		}
 		checkShards(r, p, d.Shards)
+		checkRouting(r, p, &dbs[i])
 	}
 	if len(clientLogin) == 0 {
 		return
@@ -233,6 +234,11 @@ func checkShards(r *reporter, db string, shards []Shard) {
 			r.add(p+".name", "duplicate shard %q (also shards[%d])", s.Name, j)
 		default:
 			seen[s.Name] = i
+		}
+		if s.Schema != "" {
+			if msg := checkIdentifier(s.Schema); msg != "" {
+				r.add(p+".schema", "%s", msg)
+			}
 		}
 		if msg := checkConnString(s.Primary); msg != "" {
 			r.add(p+".primary", "%s", msg)
