@@ -1,6 +1,15 @@
-// Package parser classifies SQL text for the proxy: it splits a query string
-// into statements and says which of them change session state (SET, RESET,
-// DISCARD, DEALLOCATE, ...) or start transactions. It wraps pg_query_go
-// (libpg_query, through cgo) and a small lexer; it does not route and does
-// not log.
+// Package parser tells the proxy what SQL text does. It has two entry
+// points:
+//
+//   - Classify, a small lexer on the hot path of every simple query, says
+//     which statements change session or transaction state (SET, RESET,
+//     DISCARD, DEALLOCATE, BEGIN/COMMIT, state that pins a session). It
+//     allocates nothing for ordinary statements and uses pg_query only to
+//     split SQL-standard function bodies.
+//   - Analyze (and its byte-bounded Cache) parses with pg_query_go
+//     (libpg_query, through cgo) and describes each statement for routing:
+//     kind, read-only or not, tables, equality predicates on columns,
+//     joins, INSERT rows and /* pgshard: ... */ hints.
+//
+// parser does not import routing and does not log: it returns errors.
 package parser

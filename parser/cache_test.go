@@ -1,0 +1,165 @@
+package parser
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+)
+
+func TestCacheHitMiss(t *testing.T) {
+	c := NewCache(1 << 20)
+	a1, err := c.Analyze(pgbench)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, err := c.Analyze(pgbench)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &a1[0] != &a2[0] {
+		t.Error("a hit did not return the cached slice")
+	}
+	st := c.Stats()
+	if st.Hits != 1 || st.Misses != 1 || st.Entries != 1 || st.Bytes <= len(pgbench) {
+		t.Errorf("Stats = %+v", st)
+	}
+	if _, err := c.Analyze("select 2"); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.Misses != 2 || st.Entries != 2 {
+		t.Errorf("Stats = %+v", st)
+	}
+}
+
+func TestCacheErrors(t *testing.T) {
+	c := NewCache(1 << 20)
+	_, err1 := c.Analyze("selec 1")
+	_, err2 := c.Analyze("selec 1")
+	if err1 == nil || err2 == nil || err1 != err2 {
+		t.Errorf("errors %v, %v: want the same cached error", err1, err2)
+	}
+	if st := c.Stats(); st.Hits != 1 || st.Misses != 1 {
+		t.Errorf("Stats = %+v", st)
+	}
+}
+
+func TestCacheEvictsByBytes(t *testing.T) {
+	q := func(i int) string { return fmt.Sprintf("select * from t where id = %d", i) }
+	// Measure one entry, then allow three.
+	probe := NewCache(1 << 20)
+	if _, err := probe.Analyze(q(0)); err != nil {
+		t.Fatal(err)
+	}
+	one := probe.Stats().Bytes
+	c := NewCache(3*one + one/2)
+	for i := 0; i < 3; i++ {
+		if _, err := c.Analyze(q(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := c.Stats(); st.Entries != 3 || st.Evictions != 0 || st.Bytes != 3*one {
+		t.Fatalf("Stats = %+v (one entry = %d bytes)", st, one)
+	}
+	// Touch q(0) so that q(1) is the least recently used, then add q(3).
+	c.Analyze(q(0))
+	c.Analyze(q(3))
+	st := c.Stats()
+	if st.Entries != 3 || st.Evictions != 1 || st.Bytes > 3*one+one/2 {
+		t.Fatalf("Stats = %+v", st)
+	}
+	hits := st.Hits
+	c.Analyze(q(0))
+	c.Analyze(q(2))
+	c.Analyze(q(3))
+	if st := c.Stats(); st.Hits != hits+3 {
+		t.Errorf("q(0), q(2), q(3) should be cached: %+v", st)
+	}
+	c.Analyze(q(1))
+	if st := c.Stats(); st.Hits != hits+3 || st.Evictions != 2 {
+		t.Errorf("q(1) should have been evicted: %+v", st)
+	}
+	// A statement larger than the whole budget is answered, not kept.
+	big := "select 1" + fmt.Sprintf("%*s", 4*one, "")
+	if as, err := c.Analyze(big); err != nil || len(as) != 1 {
+		t.Fatalf("big: %v %v", as, err)
+	}
+	if st := c.Stats(); st.Entries != 3 || st.Bytes > 3*one+one/2 {
+		t.Errorf("big statement was kept: %+v", st)
+	}
+}
+
+func TestCacheZeroBudget(t *testing.T) {
+	c := NewCache(0)
+	for i := 0; i < 2; i++ {
+		if _, err := c.Analyze(pgbench); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := c.Stats(); st.Entries != 0 || st.Hits != 0 || st.Misses != 2 || st.Bytes != 0 {
+		t.Errorf("Stats = %+v", st)
+	}
+}
+
+func TestCacheKeyIsCopied(t *testing.T) {
+	c := NewCache(1 << 20)
+	buf := []byte("select 1")
+	if _, err := c.Analyze(string(buf)); err != nil {
+		t.Fatal(err)
+	}
+	copy(buf, "select 2")
+	if _, err := c.Analyze("select 1"); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.Hits != 1 {
+		t.Errorf("Stats = %+v", st)
+	}
+}
+
+func TestCacheConcurrent(t *testing.T) {
+	c := NewCache(8 << 10) // small: forces evictions while others read
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 300; i++ {
+				sql := fmt.Sprintf("select * from t where id = %d", (i*7+g)%40)
+				as, err := c.Analyze(sql)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(as) != 1 || len(as[0].Preds) != 1 || as[0].Preds[0].Values[0].Text != fmt.Sprint((i*7+g)%40) {
+					t.Errorf("%s: %+v", sql, as)
+					return
+				}
+				_ = c.Stats()
+			}
+		}()
+	}
+	wg.Wait()
+	st := c.Stats()
+	if st.Hits+st.Misses != 8*300 || st.Bytes > 8<<10 || st.Evictions == 0 {
+		t.Errorf("Stats = %+v", st)
+	}
+	// The list and the map agree.
+	n, bytes := 0, 0
+	for e := c.root.next; e != &c.root; e = e.next {
+		n++
+		bytes += e.size
+		if c.entries[e.key] != e {
+			t.Fatalf("entry %q not in map", e.key)
+		}
+	}
+	if n != st.Entries || bytes != st.Bytes {
+		t.Errorf("list has %d entries, %d bytes; stats %+v", n, bytes, st)
+	}
+}
+
+func TestCacheHitAllocs(t *testing.T) {
+	c := NewCache(1 << 20)
+	c.Analyze(pgbench)
+	if n := testing.AllocsPerRun(100, func() { c.Analyze(pgbench) }); n != 0 {
+		t.Errorf("a cache hit allocates %v times", n)
+	}
+}
