@@ -11,9 +11,9 @@ import (
 // Rule says where the rows of one table, or of the tables a pattern
 // matches, live.
 type Rule struct {
-	// Name is an exact table name, lower case, bare ("users") or
-	// schema-qualified ("public.users"). Pattern, when set instead, is
-	// matched against both forms.
+	// Name is an exact table name as PostgreSQL stores it, bare ("users")
+	// or schema-qualified ("public.users"). Pattern, when set instead, is
+	// matched against the bare table name.
 	Name    string
 	Pattern *regexp.Regexp
 	// Key is the shard key column, lower case; Method places its values.
@@ -76,22 +76,32 @@ func NewRouter(shards []string, def int, rules []Rule) (*Router, error) {
 func (r *Router) Shards() []string { return r.shards }
 
 // Rule returns the rule for a table, or nil when the table lives on the
-// default shard. Exact names win over patterns; the first matching
-// pattern wins.
+// default shard. Names compare as PostgreSQL stores them (the parser has
+// already folded unquoted identifiers to lower case). A schema-qualified
+// reference matches a rule for that schema or an unqualified rule; an
+// unqualified reference matches an unqualified rule, or else a qualified
+// rule for a table of that name (pgshard cannot see the client's
+// search_path, and sending a sharded table to the default shard would
+// misplace rows). Patterns see the bare table name; exact names win over
+// patterns, and the first matching pattern wins.
 func (r *Router) Rule(t TableRef) *Rule {
-	name, qualified := strings.ToLower(t.Name), ""
 	if t.Schema != "" {
-		qualified = strings.ToLower(t.Schema) + "." + name
-		if i, ok := r.exact[qualified]; ok {
+		if i, ok := r.exact[t.Schema+"."+t.Name]; ok {
 			return &r.rules[i]
 		}
 	}
-	if i, ok := r.exact[name]; ok {
+	if i, ok := r.exact[t.Name]; ok {
 		return &r.rules[i]
 	}
+	if t.Schema == "" {
+		for i := range r.rules {
+			if _, name, ok := strings.Cut(r.rules[i].Name, "."); ok && name == t.Name {
+				return &r.rules[i]
+			}
+		}
+	}
 	for i := range r.rules {
-		p := r.rules[i].Pattern
-		if p != nil && (p.MatchString(name) || qualified != "" && p.MatchString(qualified)) {
+		if p := r.rules[i].Pattern; p != nil && p.MatchString(t.Name) {
 			return &r.rules[i]
 		}
 	}
@@ -339,7 +349,7 @@ func (r *Router) plan(k PlanKind, shards []int, reason string) Plan {
 }
 
 func sameTable(a, b TableRef) bool {
-	return strings.EqualFold(a.Name, b.Name) && (a.Schema == "" || b.Schema == "" || strings.EqualFold(a.Schema, b.Schema))
+	return a.Name == b.Name && (a.Schema == "" || b.Schema == "" || a.Schema == b.Schema)
 }
 
 func intersect(a, b []int) []int {

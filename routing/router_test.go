@@ -39,6 +39,7 @@ func testRouter(t *testing.T) *Router {
 		{Name: "events", Key: "created_at", Method: rng, Shards: []int{0, 1}},
 		{Name: "tenant_data", Key: "tenant", Method: lst, Shards: []int{0, 2}},
 		{Name: "countries", Replicated: true},
+		{Name: "public.audit", Key: "id", Method: h3},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +70,11 @@ func TestRoute(t *testing.T) {
 		{"IN over shards", Statement{Tables: []TableRef{tbl("users")}, Keys: []KeyPred{key("users", "id", "1", "2", "5")}}, Multi, []string{"s0", "s2"}},
 		{"no key: all shards of the rule", Statement{Tables: []TableRef{tbl("users")}}, All, []string{"s0", "s1", "s2"}},
 		{"unbound parameter: all shards", Statement{Tables: []TableRef{tbl("users")}, Keys: []KeyPred{{ColumnRef: ColumnRef{Table: tbl("users"), Column: "id"}}}}, All, []string{"s0", "s1", "s2"}},
-		{"schema-qualified, key column case", Statement{Tables: []TableRef{{Schema: "public", Name: "Users"}}, Keys: []KeyPred{{ColumnRef: ColumnRef{Table: tbl("users"), Column: "ID"}, Values: []string{"3"}, Known: true}}}, Single, []string{"s1"}},
+		{"schema-qualified, key column case", Statement{Tables: []TableRef{{Schema: "public", Name: "users"}}, Keys: []KeyPred{{ColumnRef: ColumnRef{Table: tbl("users"), Column: "ID"}, Values: []string{"3"}, Known: true}}}, Single, []string{"s1"}},
+		{"quoted name is another table", Statement{Tables: []TableRef{tbl("Users")}}, Single, []string{"s0"}},
+		{"qualified rule, unqualified reference", Statement{Tables: []TableRef{tbl("audit")}, Keys: []KeyPred{key("audit", "id", "3")}}, Single, []string{"s1"}},
+		{"qualified rule, other schema", Statement{Tables: []TableRef{{Schema: "archive", Name: "audit"}}}, Single, []string{"s0"}},
+		{"pattern sees the bare name", Statement{Tables: []TableRef{{Schema: "sales", Name: "orders"}}, Keys: []KeyPred{key("orders", "user_id", "1")}}, Single, []string{"s2"}},
 		{"pattern rule", Statement{Tables: []TableRef{tbl("order_items")}, Keys: []KeyPred{key("order_items", "user_id", "5")}}, Single, []string{"s2"}},
 		{"rule over a shard subset", Statement{Tables: []TableRef{tbl("pairs")}}, All, []string{"s1", "s2"}},
 		{"unlisted table: default shard", Statement{Tables: []TableRef{tbl("settings")}}, Single, []string{"s0"}},
