@@ -43,10 +43,6 @@ func (e *pgError) Error() string {
 
 func (e *pgError) Unwrap() error { return e.err }
 
-func newError(code, format string, args ...any) *pgError {
-	return &pgError{Severity: "ERROR", Code: code, Message: fmt.Sprintf(format, args...)}
-}
-
 func newFatal(code, format string, args ...any) *pgError {
 	return &pgError{Severity: "FATAL", Code: code, Message: fmt.Sprintf(format, args...)}
 }
@@ -78,12 +74,5 @@ func appendErrorResponse(buf []byte, err error) []byte {
 		// Only oversized fields fail to encode; send the bare code.
 		out, _ = (&pgproto3.ErrorResponse{Severity: pe.Severity, Code: pe.Code, Message: "error"}).Encode(buf)
 	}
-	return out
-}
-
-// appendNotice encodes a NoticeResponse with a WARNING.
-func appendNotice(buf []byte, code, message string) []byte {
-	msg := pgproto3.NoticeResponse{Severity: "WARNING", SeverityUnlocalized: "WARNING", Code: code, Message: message}
-	out, _ := msg.Encode(buf)
 	return out
 }

@@ -108,10 +108,3 @@ func (q *respQueue) pop() {
 		q.head = 0
 	}
 }
-
-// clear drops every entry, waking any waiters.
-func (q *respQueue) clear() {
-	for q.len() > 0 {
-		q.pop()
-	}
-}

@@ -60,7 +60,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		}
 		return
 	}
-	sess, err := s.login(ctx, conn, br, st, overLimit, log)
+	sess, err := s.login(ctx, conn, br, st, overLimit)
 	if err != nil {
 		var pe *pgError
 		if !errors.As(err, &pe) {
@@ -201,9 +201,7 @@ func parseStartup(b []byte) (*startup, error) {
 
 // login authenticates the client, sets up its session and sends the
 // messages that end the startup phase.
-func (s *Server) login(ctx context.Context, conn net.Conn, br *bufio.Reader, st *startup, overLimit bool, log interface {
-	Info(string, ...any)
-}) (*session, error) {
+func (s *Server) login(ctx context.Context, conn net.Conn, br *bufio.Reader, st *startup, overLimit bool) (*session, error) {
 	cw := bufio.NewWriterSize(conn, clientBufSize)
 	if st.minor > 0 || len(st.unknown) > 0 {
 		// Protocol 3.x for x > 0 and _pq_ options: say what we speak, once.
