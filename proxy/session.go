@@ -1348,14 +1348,15 @@ func (s *session) backendLost(c *serverConn, cause error) {
 		perr.Severity = "FATAL"
 		out = appendErrorResponse(out[:0], perr)
 	}
+	if errored {
+		// The client is mid-round: like PostgreSQL after an error, skip
+		// what it sends until Sync. Set before the client can see the
+		// error and answer it.
+		s.lostMidRound.Store(true)
+	}
 	if s.clientErr == nil {
 		s.cw.Write(out)
 		s.clientErr = s.cw.Flush()
-	}
-	if errored {
-		// The client is mid-round: like PostgreSQL after an error, skip
-		// what it sends until Sync.
-		s.lostMidRound.Store(true)
 	}
 	s.log.Warn("backend connection lost", "shard", s.pool.shard, "server", s.pool.addr, "error", cause, "closing_client", fatal)
 	if fatal {
