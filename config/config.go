@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"time"
@@ -315,9 +316,31 @@ func (c *Config) ProxyOptions(logger *slog.Logger) (proxy.Options, error) {
 			BackendPassword: string(d.BackendPassword),
 			PoolSize:        d.PoolSize,
 			MinPoolSize:     d.MinPoolSize,
+
+			DefaultShard:      d.DefaultShard,
+			ReadWriteSplit:    d.ReadWriteSplit,
+			LoadBalance:       proxy.LoadBalance(d.LoadBalance),
+			MaxReplicaLag:     int64(d.MaxReplicaLag),
+			RouteNotices:      d.RouteNotices,
+			ReadOnlyFunctions: slices.Clone(d.ReadOnlyFunctions),
+		}
+		switch d.ReadYourWrites.Mode {
+		case ReadYourWritesLSN:
+			pd.ReadYourWrites.LSN = true
+		case ReadYourWritesWindow:
+			pd.ReadYourWrites.Window = d.ReadYourWrites.Window
 		}
 		for _, s := range d.Shards {
-			pd.Shards = append(pd.Shards, proxy.Shard{Name: s.Name, Primary: s.Primary, Replicas: slices.Clone(s.Replicas)})
+			pd.Shards = append(pd.Shards, proxy.Shard{Name: s.Name, Primary: s.Primary, Replicas: slices.Clone(s.Replicas), Schema: s.Schema})
+		}
+		for _, t := range d.Tables {
+			pt := proxy.TableRule{Name: t.Name, Pattern: t.Pattern, Replicated: t.Replicated, Key: t.Key,
+				Method: string(t.Method), KeyType: string(t.KeyType), Shards: slices.Clone(t.Shards),
+				Lists: maps.Clone(t.Lists), Default: t.Default}
+			for _, r := range t.Ranges {
+				pt.Ranges = append(pt.Ranges, proxy.Range{From: r.From, To: r.To, Shard: r.Shard})
+			}
+			pd.Tables = append(pd.Tables, pt)
 		}
 		o.Databases = append(o.Databases, pd)
 	}

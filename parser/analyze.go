@@ -98,6 +98,14 @@ type Analysis struct {
 	// Hint is taken from a /* pgshard: ... */ comment in the statement's
 	// text.
 	Hint Hint
+	// Concat is set when the rows the statement returns from several
+	// shards, put one after the other, are what one server holding all
+	// the rows would return: a SELECT without ORDER BY, LIMIT, OFFSET,
+	// DISTINCT, GROUP BY, HAVING, window functions, set operations other
+	// than UNION ALL, and without calls in its output of aggregates or of
+	// functions the analyzer does not know (they might be aggregates); and
+	// INSERT, UPDATE and DELETE (with or without RETURNING).
+	Concat bool
 
 	// sideEffects is set when ReadOnly is false for a reason other than
 	// UserFunctions.
@@ -324,15 +332,19 @@ func (a *analyzer) analyze(stmt *pg_query.Node) {
 	case *pg_query.Node_SelectStmt:
 		a.out.Kind = StmtSelect
 		a.selectPreds(n.SelectStmt)
+		a.out.Concat = concatenable(n.SelectStmt)
 	case *pg_query.Node_InsertStmt:
 		a.out.Kind = StmtInsert
+		a.out.Concat = true
 	case *pg_query.Node_UpdateStmt:
 		a.out.Kind = StmtUpdate
+		a.out.Concat = true
 		u := n.UpdateStmt
 		sc := a.scope(append([]*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: u.Relation}}}, u.FromClause...))
 		a.wherePreds(sc, u.WhereClause)
 	case *pg_query.Node_DeleteStmt:
 		a.out.Kind = StmtDelete
+		a.out.Concat = true
 		d := n.DeleteStmt
 		sc := a.scope(append([]*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: d.Relation}}}, d.UsingClause...))
 		a.wherePreds(sc, d.WhereClause)
@@ -1048,4 +1060,83 @@ func (a *analyzer) exprPred(sc scope, e *pg_query.A_Expr) []Pred {
 		}
 	}
 	return nil
+}
+
+// concatenable reports whether the rows of sel computed on several shards,
+// concatenated, equal its result over all the rows (see Analysis.Concat).
+func concatenable(sel *pg_query.SelectStmt) bool {
+	if sel == nil {
+		return false
+	}
+	switch sel.Op {
+	case pg_query.SetOperation_SETOP_NONE:
+	case pg_query.SetOperation_SETOP_UNION:
+		return sel.All && len(sel.SortClause) == 0 && sel.LimitCount == nil && sel.LimitOffset == nil &&
+			concatenable(sel.Larg) && concatenable(sel.Rarg)
+	default:
+		return false
+	}
+	if len(sel.SortClause) > 0 || sel.LimitCount != nil || sel.LimitOffset != nil || len(sel.DistinctClause) > 0 ||
+		len(sel.GroupClause) > 0 || sel.HavingClause != nil || len(sel.WindowClause) > 0 || sel.IntoClause != nil {
+		return false
+	}
+	if len(sel.ValuesLists) > 0 {
+		return false // a VALUES list has no table: one shard answers
+	}
+	ok := true
+	for _, t := range sel.TargetList {
+		visitOutput(t, func(f *pg_query.FuncCall) {
+			var parts []string
+			for _, n := range f.Funcname {
+				parts = append(parts, n.GetString_().GetSval())
+			}
+			if f.Over != nil || f.AggStar || f.AggDistinct || len(f.AggOrder) > 0 || f.AggFilter != nil ||
+				len(parts) == 0 || aggregates[parts[len(parts)-1]] || funcClass(parts) == funcUnknown {
+				ok = false
+			}
+		})
+	}
+	return ok
+}
+
+// visitOutput calls fn for each function call in an output expression,
+// not looking into subqueries (they run per row, on the row's shard).
+func visitOutput(n *pg_query.Node, fn func(*pg_query.FuncCall)) {
+	var walk func(m protoreflect.Message)
+	walk = func(m protoreflect.Message) {
+		switch x := m.Interface().(type) {
+		case *pg_query.SubLink:
+			return
+		case *pg_query.FuncCall:
+			fn(x)
+		}
+		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			switch {
+			case fd.IsList() && fd.Message() != nil:
+				l := v.List()
+				for i := 0; i < l.Len(); i++ {
+					walk(l.Get(i).Message())
+				}
+			case fd.Message() != nil && !fd.IsMap():
+				walk(v.Message())
+			}
+			return true
+		})
+	}
+	if n != nil {
+		walk(n.ProtoReflect())
+	}
+}
+
+// aggregates are PostgreSQL's built-in aggregate functions.
+var aggregates = map[string]bool{
+	"count": true, "sum": true, "avg": true, "min": true, "max": true, "array_agg": true, "string_agg": true,
+	"bool_and": true, "bool_or": true, "every": true, "bit_and": true, "bit_or": true, "bit_xor": true,
+	"json_agg": true, "jsonb_agg": true, "json_object_agg": true, "jsonb_object_agg": true, "xmlagg": true,
+	"stddev": true, "stddev_pop": true, "stddev_samp": true, "variance": true, "var_pop": true, "var_samp": true,
+	"corr": true, "covar_pop": true, "covar_samp": true, "regr_avgx": true, "regr_avgy": true, "regr_count": true,
+	"regr_intercept": true, "regr_r2": true, "regr_slope": true, "regr_sxx": true, "regr_sxy": true, "regr_syy": true,
+	"mode": true, "percentile_cont": true, "percentile_disc": true, "rank": true, "dense_rank": true,
+	"percent_rank": true, "cume_dist": true, "range_agg": true, "range_intersect_agg": true, "any_value": true,
+	"json_agg_strict": true, "json_objectagg": true, "json_arrayagg": true,
 }

@@ -529,3 +529,52 @@ func BenchmarkAnalyzeCached(b *testing.B) {
 		}
 	}
 }
+
+func TestConcat(t *testing.T) {
+	for _, tc := range []struct {
+		sql  string
+		want bool
+	}{
+		{"SELECT * FROM users WHERE id IN (1, 2)", true},
+		{"SELECT id, lower(name), (SELECT count(*) FROM orders o WHERE o.user_id = u.id) FROM users u", true},
+		{"SELECT a FROM t UNION ALL SELECT b FROM u", true},
+		{"INSERT INTO t VALUES (1) RETURNING *", true},
+		{"UPDATE t SET a = 1", true},
+		{"DELETE FROM t RETURNING id", true},
+		{"SELECT * FROM users ORDER BY id", false},
+		{"SELECT * FROM users LIMIT 5", false},
+		{"SELECT * FROM users OFFSET 5", false},
+		{"SELECT DISTINCT country FROM users", false},
+		{"SELECT count(*) FROM users", false},
+		{"SELECT sum(x) + 1 FROM t", false},
+		{"SELECT country FROM users GROUP BY country", false},
+		{"SELECT row_number() OVER () FROM users", false},
+		{"SELECT my_agg(x) FROM t", false},
+		{"SELECT a FROM t UNION SELECT b FROM u", false},
+		{"SELECT a FROM t INTERSECT SELECT b FROM u", false},
+		{"VALUES (1)", false},
+		{"CREATE TABLE x (a int)", false},
+	} {
+		as, err := Analyze(tc.sql)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.sql, err)
+		}
+		if got := as[0].Concat; got != tc.want {
+			t.Errorf("%s: Concat = %v, want %v", tc.sql, got, tc.want)
+		}
+	}
+}
+
+func TestSplitInsert(t *testing.T) {
+	got, err := SplitInsert("insert into users (name, id) values ('a', 1), ('b', $1), ('c', 3) returning id", func(i int) bool { return i != 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "INSERT INTO users (name, id) VALUES ('a', 1), ('c', 3) RETURNING id"
+	if got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if _, err := SplitInsert("insert into t select 1", func(int) bool { return true }); err == nil {
+		t.Fatal("INSERT ... SELECT split without error")
+	}
+}

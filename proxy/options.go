@@ -45,6 +45,9 @@ type Shard struct {
 	// credentials (or the client's own).
 	Primary  string
 	Replicas []string
+	// Schema, when set, makes the shard a schema of Primary's database:
+	// backend connections start with search_path set to it.
+	Schema string
 }
 
 // Database is a logical database clients connect to by name.
@@ -60,6 +63,77 @@ type Database struct {
 	PoolSize    int
 	MinPoolSize int
 	Shards      []Shard
+
+	// Routing. A database with one shard, no Tables and no read/write
+	// split sends every statement to its primary without parsing it.
+
+	// DefaultShard is the name of the shard holding tables no rule names;
+	// empty means the first.
+	DefaultShard string
+	// Tables say where the rows of sharded and replicated tables live.
+	Tables []TableRule
+	// ReadWriteSplit sends reads outside transactions to replicas.
+	ReadWriteSplit bool
+	// LoadBalance picks among a shard's usable replicas.
+	LoadBalance LoadBalance
+	// ReadYourWrites keeps a client's reads from missing its own writes.
+	ReadYourWrites ReadYourWrites
+	// MaxReplicaLag is how many bytes of WAL a replica may be behind its
+	// primary and still serve reads; 0 means no limit.
+	MaxReplicaLag int64
+	// RouteNotices sends the client a NOTICE naming the shards and role
+	// each statement went to.
+	RouteNotices bool
+	// ReadOnlyFunctions are user functions that only read ("name" or
+	// "schema.name"); calls of other user functions go to the primary.
+	ReadOnlyFunctions []string
+}
+
+// TableRule says where a table's rows live; see config.TableRule, which it
+// mirrors with shards named.
+type TableRule struct {
+	// Name is an exact table name ("users" or "public.users"); Pattern a
+	// regular expression matched against bare table names.
+	Name    string
+	Pattern string
+	// Replicated tables have a full copy on every shard of Shards.
+	Replicated bool
+	Key        string
+	// Method is hash, range or list.
+	Method string
+	// KeyType is the key column's SQL type; empty means pgshard reads it
+	// from the catalog of the rule's first shard.
+	KeyType string
+	// Shards the rule spreads over, in order; empty means all.
+	Shards []string
+	Ranges []Range
+	Lists  map[string][]string
+	// Default is the shard of list values no list names; empty means
+	// such values are an error.
+	Default string
+}
+
+// Range is one range of a range rule: keys in [From, To) live on Shard.
+type Range struct{ From, To, Shard string }
+
+// LoadBalance is how reads are spread over a shard's replicas.
+type LoadBalance string
+
+const (
+	LoadBalanceRoundRobin LoadBalance = "round_robin"
+	LoadBalanceRandom     LoadBalance = "random"
+	LoadBalanceLeastBusy  LoadBalance = "least_busy"
+)
+
+// ReadYourWrites says how a client's reads are kept from missing its own
+// writes when they go to replicas. The zero value does nothing.
+type ReadYourWrites struct {
+	// LSN serves a client's reads only from replicas that have replayed
+	// the WAL position of its last committed write.
+	LSN bool
+	// Window keeps a client's reads on the primary this long after each
+	// of its writes.
+	Window time.Duration
 }
 
 // Options configures a Server. Zero durations and sizes take the defaults
