@@ -1,12 +1,15 @@
 package config
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgshard/pgshard/proxy"
 )
 
 // shardedDB is the issue 3 example: two shards and every kind of rule.
@@ -83,33 +86,41 @@ func TestRoutingParse(t *testing.T) {
 	}
 }
 
-// TestRoutingNotInProxyOptions checks that the routing keys do not change
-// what the proxy gets yet.
-func TestRoutingNotInProxyOptions(t *testing.T) {
-	full, err := Parse([]byte(okUsers + shardedDB))
+// TestRoutingInProxyOptions checks that the routing keys reach the proxy.
+func TestRoutingInProxyOptions(t *testing.T) {
+	c, err := Parse([]byte(okUsers + shardedDB))
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain, err := Parse([]byte(okUsers + `databases:
-  - name: app
-    shards:
-      - {name: s0, primary: "postgres://127.0.0.1:5433/app", replicas: ["postgres://127.0.0.1:5434/app"]}
-      - {name: s1, primary: "postgres://127.0.0.1:5435/app"}
-`))
+	o, err := c.ProxyOptions(slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger := slog.New(slog.DiscardHandler)
-	a, err := full.ProxyOptions(logger)
-	if err != nil {
-		t.Fatal(err)
+	d := o.Databases[0]
+	d.Shards, d.PoolSize, d.Name = nil, 0, ""
+	want := proxy.Database{
+		DefaultShard: "s0",
+		Tables: []proxy.TableRule{
+			{Name: "users", Key: "id", Method: "hash", KeyType: "bigint", Shards: []string{"s0", "s1"}},
+			{Pattern: "^(orders|order_items)$", Key: "user_id", Method: "hash", Shards: []string{"s1", "s0"}},
+			{Name: "events", Key: "created_at", Method: "range", Shards: []string{"s0", "s1"},
+				Ranges: []proxy.Range{{To: "2025-01-01", Shard: "s0"}, {From: "2025-01-01", Shard: "s1"}}},
+			{Name: "tenant_data", Key: "tenant", Method: "list", Shards: []string{"s0", "s1"},
+				Lists: map[string][]string{"s0": {"acme", "globex"}, "s1": {"initech"}}, Default: "s1"},
+			{Name: "countries", Replicated: true},
+		},
+		ReadWriteSplit:    true,
+		LoadBalance:       proxy.LoadBalanceLeastBusy,
+		ReadYourWrites:    proxy.ReadYourWrites{Window: 5 * time.Second},
+		MaxReplicaLag:     1 << 20,
+		RouteNotices:      true,
+		ReadOnlyFunctions: []string{"lower_email", "public.price_of"},
 	}
-	b, err := plain.ProxyOptions(logger)
-	if err != nil {
-		t.Fatal(err)
+	if fmt.Sprintf("%+v", d) != fmt.Sprintf("%+v", want) {
+		t.Errorf("got\n%+v\nwant\n%+v", d, want)
 	}
-	if !reflect.DeepEqual(a, b) {
-		t.Errorf("routing keys changed ProxyOptions:\n%+v\nwant\n%+v", a, b)
+	if got := o.Databases[0].Shards[1].Schema; got != "shard_1" {
+		t.Errorf("shard schema = %q", got)
 	}
 }
 

@@ -23,8 +23,11 @@ import (
 // backend identity.
 type backendPool struct {
 	*pool.Pool[*serverConn]
-	shard string // shard name, for messages
-	addr  string // host:port, for messages
+	shard    string // shard name, for messages
+	shardIdx int    // index of the shard in its database
+	server   int    // 0: the primary; i: replica i-1
+	addr     string // host:port, for messages
+	cfg      *pgconn.Config
 	// params are the ParameterStatus values of the last login, shown to
 	// clients at their startup.
 	params atomic.Pointer[map[string]string]

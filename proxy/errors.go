@@ -18,6 +18,8 @@ const (
 	codeQueryCanceled       = "57014"
 	codeFeatureNotSupported = "0A000"
 	codeInvalidParamValue   = "22023"
+	codeInvalidTextRepr     = "22P02"
+	codeUndefinedTable      = "42P01"
 	codeDuplicatePrepared   = "42P05"
 	codeInFailedTx          = "25P02"
 	codeAdminShutdown       = "57P01"

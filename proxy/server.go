@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgshard/pgshard/parser"
 	"github.com/pgshard/pgshard/pool"
 	"github.com/pgshard/pgshard/proxy/auth"
 )
@@ -27,6 +28,8 @@ const (
 	DefaultQueryWaitTimeout           = 120 * time.Second
 	DefaultPreparedStatementCacheSize = 500
 	DefaultPoolSize                   = 20
+	// parseCacheBytes bounds the memory of the statement analysis cache.
+	parseCacheBytes = 32 << 20
 )
 
 // Server accepts clients and runs their sessions. Create it with NewServer
@@ -36,6 +39,8 @@ type Server struct {
 	log   *slog.Logger
 	users map[string]*user
 	dbs   map[string]*database
+	// cache holds the analyses of statement texts, for routing.
+	cache *parser.Cache
 
 	ln      net.Listener
 	ready   chan struct{}
@@ -57,13 +62,15 @@ type user struct {
 // database is a configured database and its backend pools.
 type database struct {
 	Database
+	rt    *routes // nil: one primary, statements unparsed
 	mu    sync.Mutex
 	pools map[poolKey]*backendPool
 }
 
 type poolKey struct {
-	user  string // backend user
-	shard int
+	user   string // backend user
+	shard  int
+	server int // 0: the primary; i: replica i-1
 }
 
 // cancelKey is the BackendKeyData a client got from pgshard.
@@ -103,6 +110,7 @@ func NewServer(opts Options) (*Server, error) {
 		ready:    make(chan struct{}),
 		sessions: map[cancelKey]*session{},
 		conns:    map[net.Conn]struct{}{},
+		cache:    parser.NewCache(parseCacheBytes),
 	}
 	var errs []error
 	for _, u := range opts.Users {
@@ -118,26 +126,30 @@ func NewServer(opts Options) (*Server, error) {
 			errs = append(errs, fmt.Errorf("database %q has no shards", d.Name))
 			continue
 		}
-		if len(d.Shards) > 1 {
-			// Routing statements to shards is not built yet; sending
-			// everything to one shard would silently misplace data.
-			errs = append(errs, fmt.Errorf("database %q: %d shards configured, but this version of pgshard routes to a single shard; configure one", d.Name, len(d.Shards)))
-			continue
-		}
 		for _, sh := range d.Shards {
-			if len(sh.Replicas) > 0 {
-				opts.Logger.Warn("replicas are not used yet; all statements go to the primary", "database", d.Name, "shard", sh.Name)
-			}
-		}
-		for _, sh := range d.Shards {
-			if _, err := pgconn.ParseConfig(sh.Primary); err != nil {
-				errs = append(errs, fmt.Errorf("database %q shard %q: %w", d.Name, sh.Name, err))
+			for _, url := range append([]string{sh.Primary}, sh.Replicas...) {
+				if _, err := pgconn.ParseConfig(url); err != nil {
+					errs = append(errs, fmt.Errorf("database %q shard %q: %w", d.Name, sh.Name, err))
+				}
 			}
 		}
 		if d.PoolSize <= 0 {
 			d.PoolSize = DefaultPoolSize
 		}
-		s.dbs[d.Name] = &database{Database: d, pools: map[poolKey]*backendPool{}}
+		db := &database{Database: d, pools: map[poolKey]*backendPool{}}
+		if routed(&d) {
+			if opts.PoolMode == PoolSession {
+				errs = append(errs, fmt.Errorf("database %q: pool_mode session cannot route statements to shards or replicas; use transaction", d.Name))
+				continue
+			}
+			rt, err := newRoutes(&d, opts.Logger)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("database %q: %w", d.Name, err))
+				continue
+			}
+			db.rt = rt
+		}
+		s.dbs[d.Name] = db
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -234,17 +246,22 @@ func (s *Server) shutdown() {
 // nextToken returns a process-wide unique, non-zero number.
 func (s *Server) nextToken() uint64 { return s.tokens.Add(1) }
 
-// pool returns the pool of connections to a shard's primary for a backend
-// identity, creating it on first use.
-func (s *Server) pool(d *database, backendUser, password string, shard int) (*backendPool, error) {
+// pool returns the pool of connections to one server of a shard (server 0
+// is the primary, i the i-th replica) for a backend identity, creating it
+// on first use.
+func (s *Server) pool(d *database, backendUser, password string, shard, server int) (*backendPool, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	key := poolKey{user: backendUser, shard: shard}
+	key := poolKey{user: backendUser, shard: shard, server: server}
 	if p := d.pools[key]; p != nil {
 		return p, nil
 	}
 	sh := d.Shards[shard]
-	cfg, err := pgconn.ParseConfig(sh.Primary)
+	url := sh.Primary
+	if server > 0 {
+		url = sh.Replicas[server-1]
+	}
+	cfg, err := pgconn.ParseConfig(url)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +269,11 @@ func (s *Server) pool(d *database, backendUser, password string, shard int) (*ba
 	cfg.Password = password
 	cfg.ConnectTimeout = s.opts.ServerConnectTimeout
 	cfg.RuntimeParams = map[string]string{}
-	bp := &backendPool{shard: sh.Name, addr: fmt.Sprintf("%s:%d", cfg.Host, cfg.Port), learning: make(chan struct{}, 1)}
+	if sh.Schema != "" {
+		cfg.RuntimeParams["search_path"] = quoteIdent(sh.Schema)
+	}
+	bp := &backendPool{shard: sh.Name, shardIdx: shard, server: server, cfg: cfg,
+		addr: fmt.Sprintf("%s:%d", cfg.Host, cfg.Port), learning: make(chan struct{}, 1)}
 	cacheSize := s.opts.PreparedStatementCacheSize
 	bp.Pool = pool.New(pool.Options[*serverConn]{
 		Size:        d.PoolSize,

@@ -34,8 +34,12 @@ type session struct {
 	nc   net.Conn
 	cr   *bufio.Reader
 	db   *database
-	pool *backendPool
+	pool *backendPool // where the next statement goes unless routed elsewhere
+	rt   *routes      // nil: the database has one primary and no rules
 	user string
+	// buser and bpass log in to backends (the database's backend user, or
+	// the client's own name and password).
+	buser, bpass string
 	mode PoolMode
 	key  cancelKey
 	ctx  context.Context
@@ -53,6 +57,22 @@ type session struct {
 	portals     map[string]parser.Statement
 	skipToSync  bool // a proxy error in the extended protocol: discard until Sync
 	wroteDirect bool
+	// Routing state (rt != nil).
+	hint      hints // SET pgshard.shard / pgshard.key
+	localHint hints // SET LOCAL pgshard.*: until the transaction ends
+	// vtx holds the BEGIN (and what followed it that pgshard answered
+	// itself) of a transaction not bound to a shard yet: the client was
+	// told it is in a transaction block, no backend was. vtxFailed: a
+	// statement of it was refused; only ROLLBACK ends it.
+	vtx       []string
+	vtxFailed bool
+	// deferred are the backend halves of Parse messages that arrived while
+	// no backend was held: they go to whichever backend the next message
+	// needs, ahead of it.
+	deferred []func(c *serverConn) error
+	// lastWrite is when the client's last write was sent to a primary.
+	lastWrite time.Time
+
 	// lostMidRound is set by backendLost when the client had sent part of
 	// an extended-protocol round; the session goroutine then skips to Sync.
 	lostMidRound atomic.Bool
@@ -86,6 +106,8 @@ type session struct {
 	pending     []setOp           // SETs of the open transaction
 	connUnknown bool              // the backend's settings no longer match params
 	fakes       []byte            // scratch for the reader
+	// drained, when set, is closed by the reader once the queue is empty.
+	drained chan struct{}
 }
 
 // clientStmt is a statement the client prepared under its own name.
@@ -154,7 +176,7 @@ func (s *session) serve() error {
 				break
 			}
 		}
-		if err != nil && !errors.Is(err, errBackendGone) {
+		if err != nil && !errors.Is(err, errBackendGone) && err != errHandled {
 			var pe *pgError
 			if errors.As(err, &pe) && pe.Severity == "FATAL" {
 				return err
@@ -228,6 +250,12 @@ func (s *session) forgetUnparsed() {
 // its place among the replies. In the extended protocol the rest up to Sync
 // is then discarded, as PostgreSQL does.
 func (s *session) replyError(typ byte, err error) {
+	if len(s.deferred) > 0 {
+		// Parses before the failed message happened first.
+		if _, aerr := s.use(s.pool); aerr != nil {
+			s.deferred = nil
+		}
+	}
 	s.out = appendErrorResponse(s.out[:0], err)
 	simple := typ == 'Q' || typ == 'F'
 	s.reply(entry{kind: eFake, fake: bytes.Clone(s.out), readyAfter: simple})
@@ -400,7 +428,7 @@ func (s *session) writeMsg(c *serverConn, typ byte, body ...[]byte) error {
 
 // forwardNew sends a message to the backend with its entry.
 func (s *session) forwardNew(typ byte, body []byte, e entry) error {
-	c, err := s.attach()
+	c, err := s.attachAny()
 	if err != nil {
 		return err
 	}
@@ -501,8 +529,19 @@ func (s *session) query(body []byte) error {
 			return nil
 		}
 	}
-	c, err := s.attach()
-	if err != nil {
+	var c *serverConn
+	var err error
+	if s.rt != nil {
+		for _, st := range stmts {
+			if st.Kind == parser.Commit || st.Kind == parser.Rollback {
+				s.localHint = hints{}
+			}
+		}
+		c, err = s.routeQuery(body, sql, stmts)
+		if c == nil {
+			return err
+		}
+	} else if c, err = s.attach(); err != nil {
 		return err
 	}
 	for _, st := range stmts {
@@ -604,38 +643,52 @@ func (s *session) parse(body []byte) error {
 		return err
 	}
 	if len(name) == 0 {
+		st := &clientStmt{query: string(query), types: bytes.Clone(types), class: class}
+		tok := s.srv.nextToken()
+		s.unnamed, s.unnamedTok = st, tok
+		send := func(c *serverConn) error {
+			s.beforeSend(c, class)
+			c.unnamed = tok
+			if err := s.push(c, entry{kind: eParse}); err != nil {
+				return err
+			}
+			return s.writeMsg(c, 'P', []byte{0}, []byte(st.query), []byte{0}, st.types)
+		}
+		if s.deferParse(send) {
+			return nil
+		}
 		c, err := s.attach()
 		if err != nil {
 			return err
 		}
-		s.beforeSend(c, class)
-		s.unnamed = &clientStmt{query: string(query), types: bytes.Clone(types), class: class}
-		s.unnamedTok = s.srv.nextToken()
-		c.unnamed = s.unnamedTok
-		if err := s.push(c, entry{kind: eParse}); err != nil {
-			return err
-		}
-		return s.writeMsg(c, 'P', body)
+		return send(c)
 	}
 	if _, dup := s.stmts[string(name)]; dup {
 		return &pgError{Severity: "ERROR", Code: codeDuplicatePrepared,
 			Message: fmt.Sprintf("prepared statement %q already exists", name)}
 	}
 	st := &clientStmt{name: string(name), sn: serverStmtName(query, types), query: string(query), types: bytes.Clone(types), class: class}
+	send := func(c *serverConn) error {
+		s.beforeSend(c, class)
+		s.mu.Lock()
+		have := c.prepared.has(st.sn)
+		s.mu.Unlock()
+		if have {
+			s.reply(entry{kind: eFake, fake: msgParseComplete, cname: st.name, cs: st})
+			return nil
+		}
+		return s.prepare(c, st, false)
+	}
+	if s.deferParse(send) {
+		s.stmts[st.name] = st
+		return nil
+	}
 	c, err := s.attach()
 	if err != nil {
 		return err
 	}
-	s.beforeSend(c, class)
-	s.stmts[string(name)] = st
-	s.mu.Lock()
-	have := c.prepared.has(st.sn)
-	s.mu.Unlock()
-	if have {
-		s.reply(entry{kind: eFake, fake: msgParseComplete, cname: st.name, cs: st})
-		return nil
-	}
-	return s.prepare(c, st, false)
+	s.stmts[st.name] = st
+	return send(c)
 }
 
 // prepare creates st on backend c under its server name. Replies to an
@@ -702,8 +755,21 @@ func (s *session) bind(body []byte) error {
 	if !ok1 || !ok2 {
 		return newFatal(codeProtocolViolation, "malformed Bind message")
 	}
-	c, err := s.attach()
-	if err != nil {
+	var c *serverConn
+	var err error
+	if s.rt != nil {
+		st := s.unnamed
+		if len(name) > 0 {
+			st = s.stmts[string(name)]
+		}
+		if st == nil {
+			_, _, err := s.resolve(nil, name)
+			return err
+		}
+		if c, err = s.routeBind(st, params); c == nil {
+			return err
+		}
+	} else if c, err = s.attach(); err != nil {
 		return err
 	}
 	sn, st, err := s.resolve(c, name)
@@ -733,7 +799,7 @@ func (s *session) describe(body []byte) error {
 	if !ok {
 		return newFatal(codeProtocolViolation, "malformed Describe message")
 	}
-	c, err := s.attach()
+	c, err := s.attachAny()
 	if err != nil {
 		return err
 	}
@@ -757,7 +823,7 @@ func (s *session) execute(body []byte) error {
 			}
 		}
 	}
-	c, err := s.attach()
+	c, err := s.attachAny()
 	if err != nil {
 		return err
 	}
@@ -802,11 +868,11 @@ func (s *session) sync(body []byte) error {
 	s.mu.Lock()
 	c, copyIn := s.backend, s.copyIn && !s.copyEndQueued
 	s.mu.Unlock()
-	if c == nil {
+	if c == nil && len(s.deferred) == 0 {
 		s.reply(entry{kind: eFake, readyAfter: true})
 		return nil
 	}
-	c, err := s.attach()
+	c, err := s.attachAny()
 	if err != nil {
 		return err
 	}
@@ -824,11 +890,11 @@ func (s *session) flush(body []byte) error {
 	s.mu.Lock()
 	c := s.backend
 	s.mu.Unlock()
-	if c == nil {
+	if c == nil && len(s.deferred) == 0 {
 		s.wroteDirect = true
 		return nil
 	}
-	c, err := s.attach()
+	c, err := s.attachAny()
 	if err != nil {
 		return err
 	}
@@ -1095,6 +1161,9 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 		// FunctionCallResponse: part of the current reply.
 		forward = e == nil || !e.swallow
 	}
+	if s.drained != nil && s.q.len() == 0 {
+		s.notifyDrained()
+	}
 	s.mu.Unlock()
 
 	if len(s.fakes) > 0 && s.clientErr == nil {
@@ -1304,7 +1373,7 @@ func (s *session) backendLost(c *serverConn, cause error) {
 	s.deathErr = nil
 	if perr == nil {
 		perr = &pgError{Severity: "ERROR", Code: codeConnectionFailure, err: cause,
-			Message: fmt.Sprintf("lost connection to server %s (%s)", s.pool.shard, s.pool.addr)}
+			Message: fmt.Sprintf("lost connection to server %s (%s)", c.p.shard, c.p.addr)}
 	}
 	perr.Severity = "ERROR"
 	if perr.Detail == "" {
@@ -1341,6 +1410,7 @@ func (s *session) backendLost(c *serverConn, cause error) {
 		s.q.pop()
 	}
 	s.pending = s.pending[:0]
+	s.notifyDrained()
 	s.copyIn, s.releasePending, s.inBlock, s.pinned, s.unsynced = false, false, false, false, false
 	s.txStatus = 'I'
 	s.mu.Unlock()
@@ -1358,7 +1428,7 @@ func (s *session) backendLost(c *serverConn, cause error) {
 		s.cw.Write(out)
 		s.clientErr = s.cw.Flush()
 	}
-	s.log.Warn("backend connection lost", "shard", s.pool.shard, "server", s.pool.addr, "error", cause, "closing_client", fatal)
+	s.log.Warn("backend connection lost", "shard", c.p.shard, "server", c.p.addr, "error", cause, "closing_client", fatal)
 	if fatal {
 		s.nc.Close()
 	}

@@ -247,7 +247,11 @@ func (s *Server) login(ctx context.Context, conn net.Conn, br *bufio.Reader, st 
 		}
 		backendUser, backendPassword = userName, pw
 	}
-	bp, err := s.pool(db, backendUser, backendPassword, 0)
+	def := 0
+	if db.rt != nil {
+		def = db.rt.def
+	}
+	bp, err := s.pool(db, backendUser, backendPassword, def, 0)
 	if err != nil {
 		return nil, newFatal(codeConnectionFailure, "database %q: %v", dbName, err)
 	}
@@ -259,6 +263,9 @@ func (s *Server) login(ctx context.Context, conn net.Conn, br *bufio.Reader, st 
 		cw:      cw,
 		db:      db,
 		pool:    bp,
+		rt:      db.rt,
+		buser:   backendUser,
+		bpass:   backendPassword,
 		user:    userName,
 		mode:    s.opts.PoolMode,
 		ctx:     ctx,

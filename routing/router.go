@@ -19,6 +19,9 @@ type Rule struct {
 	// Key is the shard key column, lower case; Method places its values.
 	Key    string
 	Method Method
+	// Type is the key column's type: Bind parameters in binary format are
+	// decoded with it (see BindText).
+	Type KeyType
 	// Shards are the database's shards (indexes) this rule spreads over;
 	// the method's result indexes this list.
 	Shards []int

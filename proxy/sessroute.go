@@ -1,0 +1,562 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshard/pgshard/parser"
+)
+
+// This file is the session's side of statement routing: where each
+// statement goes, transactions bound to a shard, hints and route notices.
+
+// notifyDrained wakes a session waiting for its backend's replies. Called
+// with mu held.
+func (s *session) notifyDrained() {
+	if s.drained != nil {
+		close(s.drained)
+		s.drained = nil
+	}
+}
+
+// poolFor returns the pool of a shard's primary (server 0) or replica.
+func (s *session) poolFor(shard, server int) (*backendPool, error) {
+	p, err := s.srv.pool(s.db, s.buser, s.bpass, shard, server)
+	if err != nil {
+		return nil, &pgError{Severity: "ERROR", Code: codeConnectionFailure, err: err,
+			Message: fmt.Sprintf("shard %s: %v", s.db.Shards[shard].Name, err)}
+	}
+	return p, nil
+}
+
+// inTx reports whether the client is in a transaction block, bound to a
+// backend or not.
+func (s *session) inTx() bool {
+	if s.vtx != nil {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.backend != nil && (s.inBlock || s.txStatus != 'I')
+}
+
+// use makes p's server the session's backend. A backend held from
+// another pool is let go once its replies are in, unless it holds an open
+// transaction or session state, which cannot move.
+func (s *session) use(p *backendPool) (*serverConn, error) {
+	s.mu.Lock()
+	c := s.backend
+	if c == nil || c.p == p {
+		s.mu.Unlock()
+		s.pool = p
+		return s.attachBound()
+	}
+	if s.inBlock || s.txStatus != 'I' || s.unsynced || s.copyIn || s.pinned || s.failedTx {
+		why := "the open transaction runs"
+		if s.pinned {
+			why = "session state (temporary tables, LISTEN, advisory locks...) lives"
+		} else if s.unsynced {
+			why = "the statements sent since the last Sync run"
+		}
+		s.mu.Unlock()
+		return nil, s.crossShard(fmt.Sprintf("%s on shard %s, and this statement needs shard %s", why, c.p.shard, p.shard))
+	}
+	var wait chan struct{}
+	if s.q.len() > 0 {
+		wait = make(chan struct{})
+		s.drained = wait
+	}
+	s.mu.Unlock()
+	if wait != nil {
+		if err := c.bw.Flush(); err != nil {
+			c.nc.Close()
+		}
+		select {
+		case <-wait:
+		case <-s.ctx.Done():
+			return nil, newFatal(codeAdminShutdown, "pgshard is shutting down")
+		}
+	}
+	s.mu.Lock()
+	var rel *serverConn
+	if s.backend == c && s.releasableLocked() {
+		rel = s.detachLocked()
+		s.releasePending = false
+	}
+	s.holding = false
+	s.mu.Unlock()
+	if rel != nil {
+		s.giveBack(rel)
+	}
+	s.pool = p
+	return s.attachBound()
+}
+
+// attachBound attaches the session's pool and sends there what waits for
+// a backend: the BEGIN of a transaction not bound yet, and deferred Parses.
+func (s *session) attachBound() (*serverConn, error) {
+	c, err := s.attach()
+	if err != nil {
+		return nil, err
+	}
+	if s.vtx != nil {
+		sql := strings.Join(s.vtx, ";")
+		s.vtx = nil
+		s.internalQuery(c, sql, false, nil)
+		s.mu.Lock()
+		s.inBlock = true
+		s.mu.Unlock()
+	}
+	for len(s.deferred) > 0 {
+		d := s.deferred[0]
+		s.deferred = s.deferred[1:]
+		if err := d(c); err != nil {
+			return nil, err
+		}
+	}
+	s.deferred = nil
+	return c, nil
+}
+
+// crossShard is the error for statements that would need several shards
+// where pgshard cannot run them so.
+func (s *session) crossShard(why string) error {
+	return &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+		Message: "cross-shard statement not supported: " + why,
+		Hint:    "Keep each transaction on one shard: pin its statements to one shard key, or use a pgshard hint."}
+}
+
+// routeNotice queues the NOTICE that says where a statement goes.
+func (s *session) routeNotice(shards []int, replica bool) {
+	if !s.db.RouteNotices {
+		return
+	}
+	names := make([]string, len(shards))
+	for i, sh := range shards {
+		names[i] = s.db.Shards[sh].Name
+	}
+	role := "primary"
+	if replica {
+		role = "replica"
+	}
+	n := &pgError{Severity: "NOTICE", Code: "00000", Message: fmt.Sprintf("routed to %s (%s)", strings.Join(names, ", "), role)}
+	b := appendErrorResponse(nil, n)
+	b[0] = 'N'
+	s.reply(entry{kind: eFake, fake: b})
+}
+
+// settingValue returns the value a SET statement gives, unquoted.
+func settingValue(text string) string {
+	t := strings.TrimSpace(text)
+	lower := strings.ToLower(t)
+	i := strings.Index(lower, "=")
+	if j := strings.Index(lower, " to "); j >= 0 && (i < 0 || j < i) {
+		i = j + 3
+	}
+	if i < 0 {
+		return ""
+	}
+	v := strings.TrimSpace(t[i+1:])
+	if len(v) >= 2 && (v[0] == '\'' || v[0] == '"') && v[len(v)-1] == v[0] {
+		v = strings.ReplaceAll(v[1:len(v)-1], string(v[0])+string(v[0]), string(v[0]))
+	}
+	if strings.EqualFold(v, "default") {
+		return ""
+	}
+	return v
+}
+
+// pgshardSetting handles SET / RESET of pgshard.shard and pgshard.key,
+// which pgshard keeps itself. It reports whether st was one.
+func (s *session) pgshardSetting(st parser.Statement) (bool, error) {
+	name := st.Name
+	if !strings.HasPrefix(name, "pgshard.") {
+		return false, nil
+	}
+	var h *hints
+	tag := "SET"
+	switch st.Kind {
+	case parser.Set:
+		h = &s.hint
+	case parser.SetLocal:
+		h = &s.localHint
+	case parser.Reset:
+		h, tag = &s.hint, "RESET"
+	default:
+		return false, nil
+	}
+	val := ""
+	if st.Kind != parser.Reset {
+		val = settingValue(st.Text)
+	}
+	switch name {
+	case "pgshard.shard":
+		if val != "" && !slices.Contains(s.rt.shards, val) {
+			return true, &pgError{Severity: "ERROR", Code: codeInvalidParamValue,
+				Message: fmt.Sprintf("unknown shard %q: the database has %s", val, strings.Join(s.rt.shards, ", "))}
+		}
+		h.shard = val
+	case "pgshard.key":
+		h.key = val
+	default:
+		return true, &pgError{Severity: "ERROR", Code: codeInvalidParamValue,
+			Message: fmt.Sprintf("unrecognized configuration parameter %q", name), Hint: "pgshard knows pgshard.shard and pgshard.key."}
+	}
+	if st.Kind == parser.SetLocal && !s.inTx() {
+		h.shard, h.key = "", ""
+		s.reply(entry{kind: eFake, fake: appendNoticeWarning("SET LOCAL can only be used in transaction blocks"), readyAfter: false})
+	}
+	if st.Kind == parser.Reset {
+		s.localHint = hints{}
+	}
+	return true, s.replyTag(tag)
+}
+
+func appendNoticeWarning(msg string) []byte {
+	b := appendErrorResponse(nil, &pgError{Severity: "WARNING", Code: "25P01", Message: msg})
+	b[0] = 'N'
+	return b
+}
+
+// replyTag answers a simple Query with a CommandComplete of pgshard's own.
+func (s *session) replyTag(tag string) error {
+	s.reply(entry{kind: eFake, fake: appendCommandComplete(nil, tag), readyAfter: true})
+	return nil
+}
+
+// currentHints are the hints in force: SET LOCAL ones over SET ones.
+func (s *session) currentHints() hints {
+	h := s.hint
+	if s.localHint.shard != "" {
+		h.shard = s.localHint.shard
+	}
+	if s.localHint.key != "" {
+		h.key = s.localHint.key
+	}
+	return h
+}
+
+// endTx forgets what lasted until the end of the transaction.
+func (s *session) endTx() {
+	s.localHint = hints{}
+	s.vtx, s.vtxFailed = nil, false
+}
+
+// routeQuery routes a simple Query. It returns the backend to send it to,
+// or nil when pgshard answered it (or ran it on several shards) itself.
+func (s *session) routeQuery(body []byte, sql string, stmts []parser.Statement) (*serverConn, error) {
+	// Statements about transactions and settings pgshard answers itself.
+	if len(stmts) == 1 {
+		st := stmts[0]
+		if ok, err := s.pgshardSetting(st); ok {
+			return nil, err
+		}
+		if done, err := s.virtualTx(st); done {
+			return nil, err
+		}
+	} else {
+		for _, st := range stmts {
+			if strings.HasPrefix(st.Name, "pgshard.") {
+				return nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+					Message: "SET pgshard.* must be sent on its own, not with other statements"}
+			}
+		}
+	}
+	if s.vtxFailed {
+		return nil, &pgError{Severity: "ERROR", Code: codeInFailedTx,
+			Message: "current transaction is aborted, commands ignored until end of transaction block"}
+	}
+	as, err := s.srv.cache.Analyze(sql)
+	if err != nil {
+		// PostgreSQL reports the syntax error in its own words.
+		return s.use(s.pool)
+	}
+	d, err := s.decide(as, nil, sql)
+	if err != nil {
+		return nil, s.refuse(err)
+	}
+	return s.sendTo(d, body, false)
+}
+
+// decide routes analysed statements, learning key columns from the
+// catalog when a rule needs them.
+func (s *session) decide(as []parser.Analysis, p *bindParams, sql string) (decision, error) {
+	r := s.rt.router.Load()
+	for i := range as {
+		if s.rt.needsCatalog(r, &as[i]) {
+			s.rt.learn(s.ctx, s.connectShard)
+			r = s.rt.router.Load()
+			break
+		}
+	}
+	d, err := s.rt.decide(r, as, p, s.currentHints(), sql)
+	if err != nil {
+		return d, err
+	}
+	if d.reject != "" {
+		return d, s.crossShard(d.reject)
+	}
+	return d, nil
+}
+
+// connectShard opens a plain connection to a shard's primary.
+func (s *session) connectShard(ctx context.Context, shard int) (*pgconn.PgConn, error) {
+	p, err := s.poolFor(shard, 0)
+	if err != nil {
+		return nil, err
+	}
+	return pgconn.ConnectConfig(ctx, p.cfg)
+}
+
+// refuse reports a statement pgshard will not run. Inside a transaction
+// the transaction fails, as PostgreSQL fails it after an error.
+func (s *session) refuse(err error) error { return s.refuseIn(err, false) }
+
+// refuseIn is refuse; extended says the client is in an extended-protocol
+// round, where the failure must not end the round.
+func (s *session) refuseIn(err error, extended bool) error {
+	if s.vtx != nil {
+		s.vtxFailed = true
+		return err
+	}
+	s.mu.Lock()
+	c := s.backend
+	inTx := c != nil && (s.inBlock || s.txStatus != 'I')
+	s.mu.Unlock()
+	if !inTx {
+		return err
+	}
+	// Let the backend fail the transaction with pgshard's error, so that
+	// its state and the client's agree.
+	c, aerr := s.attach()
+	if aerr != nil {
+		return aerr
+	}
+	pe := toPgError(err)
+	raise := fmt.Sprintf("DO $pgshard$BEGIN RAISE EXCEPTION USING ERRCODE = %s, MESSAGE = %s, HINT = %s; END$pgshard$",
+		quoteLiteral(pe.Code), quoteLiteral(pe.Message), quoteLiteral(pe.Hint))
+	if extended {
+		// Parse, Bind, Execute of the unnamed statement; the error of the
+		// Execute reaches the client and the server skips to Sync.
+		for _, k := range []entryKind{eParse, eBind, eExecute} {
+			if err := s.push(c, entry{kind: k, swallow: true}); err != nil {
+				return err
+			}
+		}
+		c.unnamed = 0
+		s.writeMsg(c, 'P', []byte{0}, []byte(raise), []byte{0, 0, 0})
+		s.writeMsg(c, 'B', []byte{0, 0, 0, 0, 0, 0, 0, 0})
+		s.writeMsg(c, 'E', []byte{0, 0, 0, 0, 0})
+		return errHandled
+	}
+	if err := s.push(c, entry{kind: eQuery}); err != nil {
+		return err
+	}
+	s.out = appendQuery(s.out[:0], raise)
+	s.write(c, s.out)
+	return errHandled
+}
+
+// virtualTx answers BEGIN, and what follows it until the transaction is
+// bound to a shard, without a backend. It reports whether it answered.
+func (s *session) virtualTx(st parser.Statement) (bool, error) {
+	if len(s.rt.shards) < 2 {
+		return false, nil
+	}
+	s.mu.Lock()
+	attached := s.backend != nil
+	s.mu.Unlock()
+	if attached {
+		return false, nil // a transaction on a backend: it answers
+	}
+	switch {
+	case st.Kind == parser.Begin && s.vtx == nil:
+		s.vtx = []string{st.Text}
+		return true, s.replyStatus("BEGIN", 'T')
+	case s.vtx == nil:
+		return false, nil
+	case st.Kind == parser.Begin:
+		return true, s.replyWarning("BEGIN", "there is already a transaction in progress", "25001")
+	case st.Kind == parser.Commit || st.Kind == parser.Rollback:
+		tag := "COMMIT"
+		if st.Kind == parser.Rollback || s.vtxFailed {
+			tag = "ROLLBACK"
+		}
+		if strings.HasPrefix(strings.ToUpper(strings.TrimSpace(st.Text)), "PREPARE") {
+			return false, nil
+		}
+		chain := st.Chain
+		first := s.vtx[0]
+		s.endTx()
+		if chain {
+			s.vtx = []string{first}
+			return true, s.replyStatus(tag, 'T')
+		}
+		return true, s.replyStatus(tag, 'I')
+	case s.vtxFailed:
+		return false, nil
+	case st.Kind == parser.Savepoint || st.Kind == parser.Release || st.Kind == parser.RollbackTo || st.Kind == parser.SetLocal:
+		s.vtx = append(s.vtx, st.Text)
+		tag := map[parser.Kind]string{parser.Savepoint: "SAVEPOINT", parser.Release: "RELEASE", parser.RollbackTo: "ROLLBACK", parser.SetLocal: "SET"}[st.Kind]
+		return true, s.replyStatus(tag, 'T')
+	}
+	return false, nil
+}
+
+// replyStatus answers a Query with a tag and ReadyForQuery with status.
+func (s *session) replyStatus(tag string, status byte) error {
+	b := appendCommandComplete(nil, tag)
+	if s.vtxFailed && status == 'T' {
+		status = 'E'
+	}
+	b = appendReadyForQuery(b, status)
+	s.reply(entry{kind: eFake, fake: b})
+	return nil
+}
+
+func (s *session) replyWarning(tag, msg, code string) error {
+	w := appendErrorResponse(nil, &pgError{Severity: "WARNING", Code: code, Message: msg})
+	w[0] = 'N'
+	s.reply(entry{kind: eFake, fake: w})
+	return s.replyStatus(tag, 'T')
+}
+
+// sendTo picks the server for a decision and attaches it; several shards
+// run the Query there and then (scatter).
+func (s *session) sendTo(d decision, body []byte, extended bool) (*serverConn, error) {
+	if len(d.shards) > 1 {
+		if s.inTx() {
+			return nil, s.refuseIn(s.crossShard(fmt.Sprintf("it needs shards %s inside a transaction", s.shardNames(d.shards))), extended)
+		}
+		if !d.concat {
+			return nil, s.crossShard(fmt.Sprintf("it needs shards %s and its rows would have to be merged (ORDER BY, LIMIT, DISTINCT, GROUP BY or aggregates); pin one shard key", s.shardNames(d.shards)))
+		}
+		return nil, s.scatter(d, body)
+	}
+	shard := d.shards[0]
+	if d.anywhere {
+		// No table: stay where the session is, so a transaction keeps
+		// its backend and nothing moves for SELECT 1.
+		s.mu.Lock()
+		if s.backend != nil {
+			shard = s.backend.p.shardIdx
+		} else {
+			shard = s.pool.shardIdx
+		}
+		s.mu.Unlock()
+	}
+	server := s.pickServer(shard, d.write)
+	p, err := s.poolFor(shard, server)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.use(p)
+	if err != nil {
+		if server > 0 {
+			// The replica is unusable: the primary serves the read.
+			s.srv.replicaFailed(p)
+			if p, err = s.poolFor(shard, 0); err == nil {
+				c, err = s.use(p)
+			}
+			server = 0
+		}
+		if err != nil {
+			if err == errHandled {
+				return nil, err
+			}
+			return nil, s.refuseIn(err, extended)
+		}
+	}
+	if d.write {
+		s.noteWrite()
+	}
+	s.routeNotice(d.shards, server > 0)
+	return c, nil
+}
+
+func (s *session) shardNames(shards []int) string {
+	names := make([]string, len(shards))
+	for i, sh := range shards {
+		names[i] = s.db.Shards[sh].Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// routeBind routes an extended-protocol statement at its Bind, when its
+// parameters are known, and returns the backend to run it on.
+func (s *session) routeBind(st *clientStmt, params []byte) (*serverConn, error) {
+	if s.vtxFailed {
+		return nil, &pgError{Severity: "ERROR", Code: codeInFailedTx,
+			Message: "current transaction is aborted, commands ignored until end of transaction block"}
+	}
+	as, err := s.srv.cache.Analyze(st.query)
+	if err != nil {
+		return s.use(s.pool)
+	}
+	if len(as) != 1 {
+		return s.use(s.pool)
+	}
+	p, err := parseBindParams(params)
+	if err != nil {
+		return nil, newFatal(codeProtocolViolation, "%v", err)
+	}
+	d, err := s.decide(as, p, st.query)
+	if err != nil {
+		return nil, s.refuseIn(err, true)
+	}
+	if len(d.shards) > 1 {
+		return nil, s.refuseIn(s.crossShard(fmt.Sprintf("it needs shards %s; in the extended query protocol pgshard runs statements on one shard only", s.shardNames(d.shards))), true)
+	}
+	return s.sendTo(d, nil, true)
+}
+
+// deferParse records the backend half of a Parse for later, when no
+// backend is held, so that it goes where the statement will run.
+func (s *session) deferParse(fn func(c *serverConn) error) bool {
+	if s.rt == nil {
+		return false
+	}
+	s.mu.Lock()
+	attached := s.backend != nil
+	s.mu.Unlock()
+	if attached {
+		return false
+	}
+	s.deferred = append(s.deferred, fn)
+	return true
+}
+
+// attachAny attaches the session's current pool, flushing deferred
+// Parses; for messages that do not choose a shard.
+func (s *session) attachAny() (*serverConn, error) {
+	if s.rt == nil {
+		return s.attach()
+	}
+	return s.use(s.pool)
+}
+
+// errHandled means the error reply is already on its way to the client.
+var errHandled = errors.New("handled")
+
+// pickServer chooses the server of a shard for a statement: 0 (the
+// primary) or a replica.
+func (s *session) pickServer(shard int, write bool) int {
+	if write || !s.db.ReadWriteSplit || len(s.db.Shards[shard].Replicas) == 0 || s.inTx() {
+		return 0
+	}
+	return s.srv.pickReplica(s, shard)
+}
+
+// noteWrite records that the client sent a write to a primary.
+func (s *session) noteWrite() { s.lastWrite = time.Now() }
+
+// scatter runs a Query on several shards (not yet).
+func (s *session) scatter(d decision, body []byte) error {
+	return s.crossShard(fmt.Sprintf("it needs shards %s", s.shardNames(d.shards)))
+}
