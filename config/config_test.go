@@ -460,11 +460,11 @@ databases:
 	}
 	o.TLS = nil
 	want := proxy.Options{
-		Listen:                     ":7432",
-		PoolMode:                   proxy.PoolSession,
-		MaxClientConn:              50,
-		Users:                      []proxy.User{{Name: "app", Password: "app", Auth: proxy.AuthSCRAM}, {Name: "md", Password: md5App, Auth: proxy.AuthMD5}},
-		Databases:                  []proxy.Database{{Name: "app", BackendUser: "owner", BackendPassword: "pw", PoolSize: 4, MinPoolSize: 1, Shards: []proxy.Shard{{Name: "s0", Primary: "host=a", Replicas: []string{"host=b", "host=c"}}, {Name: "s1", Primary: "host=d"}},
+		Listen:        ":7432",
+		PoolMode:      proxy.PoolSession,
+		MaxClientConn: 50,
+		Users:         []proxy.User{{Name: "app", Password: "app", Auth: proxy.AuthSCRAM}, {Name: "md", Password: md5App, Auth: proxy.AuthMD5}},
+		Databases: []proxy.Database{{Name: "app", BackendUser: "owner", BackendPassword: "pw", PoolSize: 4, MinPoolSize: 1, Shards: []proxy.Shard{{Name: "s0", Primary: "host=a", Replicas: []string{"host=b", "host=c"}}, {Name: "s1", Primary: "host=d"}},
 			DefaultShard: "s0", LoadBalance: proxy.LoadBalanceRoundRobin, ReadYourWrites: proxy.ReadYourWrites{LSN: true}, MaxReplicaLag: 16 << 20}},
 		ClientLoginTimeout:         3 * time.Second,
 		MaxMessageSize:             8192,

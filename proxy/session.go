@@ -40,9 +40,9 @@ type session struct {
 	// buser and bpass log in to backends (the database's backend user, or
 	// the client's own name and password).
 	buser, bpass string
-	mode PoolMode
-	key  cancelKey
-	ctx  context.Context
+	mode         PoolMode
+	key          cancelKey
+	ctx          context.Context
 
 	// startup holds the SET statements that apply the client's startup
 	// parameters; they are the session defaults RESET returns to.
