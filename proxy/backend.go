@@ -54,6 +54,9 @@ type serverConn struct {
 	secret []byte
 	owner  atomic.Pointer[session]
 	closed atomic.Bool
+	// sink, while set, receives the connection's messages instead of an
+	// owner: the connection runs one shard's part of a scatter.
+	sink atomic.Pointer[scatterSink]
 
 	// cancels counts cancel requests in flight for the current owner; the
 	// connection is not handed to anyone else until they are delivered.
@@ -129,6 +132,13 @@ func (c *serverConn) readLoop() {
 			c.lost(err)
 			return
 		}
+		if k := c.sink.Load(); k != nil {
+			if err := k.read(c, typ, n); err != nil {
+				c.lost(err)
+				return
+			}
+			continue
+		}
 		s := c.owner.Load()
 		if s == nil {
 			// Nothing is due from an idle connection: the server is going
@@ -147,6 +157,9 @@ func (c *serverConn) readLoop() {
 // if any, is told.
 func (c *serverConn) lost(err error) {
 	c.p.Discard(c)
+	if k := c.sink.Load(); k != nil {
+		k.lost(c, err)
+	}
 	if s := c.owner.Load(); s != nil {
 		s.backendLost(c, err)
 	}

@@ -505,6 +505,8 @@ type decision struct {
 	split []string
 	// reject, when set, refuses the statements (SQLSTATE 0A000).
 	reject string
+	// copies: a write to every copy of a replicated table.
+	copies bool
 	// anywhere: the statements name no table and no hint, so any shard
 	// can run them; shards holds the default shard.
 	anywhere bool
@@ -555,7 +557,7 @@ func (rt *routes) decide(r *routing.Router, as []parser.Analysis, p *bindParams,
 			}
 		}
 		if plan.Kind == routing.Broadcast {
-			d.write = true
+			d.write, d.copies = true, true
 		}
 	}
 	if len(d.shards) == 0 {

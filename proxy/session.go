@@ -350,6 +350,15 @@ func (s *session) acquire() (*serverConn, error) {
 
 // syncParams brings the backend's settings in line with the session's.
 func (s *session) syncParams(c *serverConn) {
+	if sql := s.paramsSQL(c); sql != "" {
+		s.internalQuery(c, sql, false, nil)
+	}
+	c.params = maps.Clone(s.params)
+}
+
+// paramsSQL returns the statements that bring c's settings in line with
+// the session's.
+func (s *session) paramsSQL(c *serverConn) string {
 	var b strings.Builder
 	if c.params == nil {
 		b.WriteString("RESET ALL;")
@@ -368,10 +377,7 @@ func (s *session) syncParams(c *serverConn) {
 			b.WriteString(";")
 		}
 	}
-	if b.Len() > 0 {
-		s.internalQuery(c, b.String(), false, nil)
-	}
-	c.params = maps.Clone(s.params)
+	return b.String()
 }
 
 // internalQuery sends a query of the proxy's own whose replies the client

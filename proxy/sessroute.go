@@ -50,12 +50,21 @@ func (s *session) inTx() bool {
 // another pool is let go once its replies are in, unless it holds an open
 // transaction or session state, which cannot move.
 func (s *session) use(p *backendPool) (*serverConn, error) {
+	if err := s.releaseHeld(p); err != nil {
+		return nil, err
+	}
+	s.pool = p
+	return s.attachBound()
+}
+
+// releaseHeld lets go of a backend the session holds that is not from
+// pool p (nil: any), waiting for its replies first.
+func (s *session) releaseHeld(p *backendPool) error {
 	s.mu.Lock()
 	c := s.backend
 	if c == nil || c.p == p {
 		s.mu.Unlock()
-		s.pool = p
-		return s.attachBound()
+		return nil
 	}
 	if s.inBlock || s.txStatus != 'I' || s.unsynced || s.copyIn || s.pinned || s.failedTx {
 		why := "the open transaction runs"
@@ -65,7 +74,11 @@ func (s *session) use(p *backendPool) (*serverConn, error) {
 			why = "the statements sent since the last Sync run"
 		}
 		s.mu.Unlock()
-		return nil, s.crossShard(fmt.Sprintf("%s on shard %s, and this statement needs shard %s", why, c.p.shard, p.shard))
+		need := "several shards"
+		if p != nil {
+			need = "shard " + p.shard
+		}
+		return s.crossShard(fmt.Sprintf("%s on shard %s, and this statement needs %s", why, c.p.shard, need))
 	}
 	var wait chan struct{}
 	if s.q.len() > 0 {
@@ -80,7 +93,7 @@ func (s *session) use(p *backendPool) (*serverConn, error) {
 		select {
 		case <-wait:
 		case <-s.ctx.Done():
-			return nil, newFatal(codeAdminShutdown, "pgshard is shutting down")
+			return newFatal(codeAdminShutdown, "pgshard is shutting down")
 		}
 	}
 	s.mu.Lock()
@@ -94,8 +107,7 @@ func (s *session) use(p *backendPool) (*serverConn, error) {
 	if rel != nil {
 		s.giveBack(rel)
 	}
-	s.pool = p
-	return s.attachBound()
+	return nil
 }
 
 // attachBound attaches the session's pool and sends there what waits for
@@ -280,6 +292,9 @@ func (s *session) routeQuery(body []byte, sql string, stmts []parser.Statement) 
 	d, err := s.decide(as, nil, sql)
 	if err != nil {
 		return nil, s.refuse(err)
+	}
+	if len(d.shards) > 1 && len(as) > 1 {
+		return nil, s.refuse(s.crossShard("a query string of several statements must stay on one shard; send them one at a time"))
 	}
 	return s.sendTo(d, body, false)
 }
@@ -556,7 +571,3 @@ func (s *session) pickServer(shard int, write bool) int {
 // noteWrite records that the client sent a write to a primary.
 func (s *session) noteWrite() { s.lastWrite = time.Now() }
 
-// scatter runs a Query on several shards (not yet).
-func (s *session) scatter(d decision, body []byte) error {
-	return s.crossShard(fmt.Sprintf("it needs shards %s", s.shardNames(d.shards)))
-}
