@@ -570,4 +570,3 @@ func (s *session) pickServer(shard int, write bool) int {
 
 // noteWrite records that the client sent a write to a primary.
 func (s *session) noteWrite() { s.lastWrite = time.Now() }
-
