@@ -7,6 +7,7 @@ import (
 	"maps"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // A scatter runs one simple Query on several shards at once and gives the
@@ -115,15 +116,14 @@ func (s *session) scatter(d decision, body []byte) error {
 			err = c.bw.Flush()
 		}
 	}
+	err := s.gather(parts, sink, d.concat && !d.copies)
 	if d.write {
-		s.noteWrite()
+		s.mu.Lock()
+		s.lastCommit = time.Now()
+		s.mu.Unlock()
 	}
-	return s.gather(parts, sink, d.concat && !d.broadcast())
+	return err
 }
-
-// broadcast reports whether d writes every copy of a replicated table
-// (the tag then counts one copy's rows).
-func (d decision) broadcast() bool { return d.copies }
 
 // gather relays the shards' replies to the client as one result.
 func (s *session) gather(parts []*scatterPart, sink *scatterSink, sum bool) error {

@@ -63,6 +63,10 @@ type user struct {
 type database struct {
 	Database
 	rt    *routes // nil: one primary, statements unparsed
+	// shards hold what is known of each shard's replicas; monitored says
+	// a monitor samples their WAL positions.
+	shards    []*shardState
+	monitored bool
 	mu    sync.Mutex
 	pools map[poolKey]*backendPool
 }
@@ -149,6 +153,15 @@ func NewServer(opts Options) (*Server, error) {
 			}
 			db.rt = rt
 		}
+		for _, sh := range d.Shards {
+			db.shards = append(db.shards, &shardState{replicas: make([]replicaState, len(sh.Replicas))})
+			if len(sh.Replicas) > 0 && d.ReadWriteSplit {
+				db.monitored = d.BackendUser != ""
+			}
+		}
+		if !db.monitored && d.ReadWriteSplit && d.BackendUser == "" {
+			opts.Logger.Warn("replica lag is not monitored without backend_user: max_replica_lag is not enforced and read_your_writes lsn keeps a client's reads on the primary after it writes", "database", d.Name)
+		}
 		s.dbs[d.Name] = db
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -172,6 +185,21 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.ln = ln
 	close(s.ready)
+	var monitors sync.WaitGroup
+	mctx, stopMonitors := context.WithCancel(ctx)
+	defer func() {
+		stopMonitors()
+		monitors.Wait()
+	}()
+	for _, d := range s.dbs {
+		if d.monitored {
+			monitors.Add(1)
+			go func() {
+				defer monitors.Done()
+				s.monitor(mctx, d)
+			}()
+		}
+	}
 	s.log.Info("listening", "addr", ln.Addr().String(), "pool_mode", string(s.opts.PoolMode))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

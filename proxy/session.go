@@ -70,8 +70,9 @@ type session struct {
 	// no backend was held: they go to whichever backend the next message
 	// needs, ahead of it.
 	deferred []func(c *serverConn) error
-	// lastWrite is when the client's last write was sent to a primary.
-	lastWrite time.Time
+	// lastCommit is when the client's last write was known committed
+	// (reads on replicas must not miss it).
+	lastCommit time.Time
 
 	// lostMidRound is set by backendLost when the client had sent part of
 	// an extended-protocol round; the session goroutine then skips to Sync.
@@ -108,6 +109,9 @@ type session struct {
 	fakes       []byte            // scratch for the reader
 	// drained, when set, is closed by the reader once the queue is empty.
 	drained chan struct{}
+	// writePending: a write was sent and lastCommit is due at the next
+	// ReadyForQuery outside a transaction.
+	writePending bool
 }
 
 // clientStmt is a statement the client prepared under its own name.
@@ -1115,6 +1119,10 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 		s.inBlock = status != 'I'
 		if status == 'I' {
 			s.commitPending()
+			if s.writePending {
+				s.writePending = false
+				s.lastCommit = time.Now()
+			}
 		}
 		s.q.pop()
 		s.popMarkers()

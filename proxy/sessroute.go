@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -475,7 +474,7 @@ func (s *session) sendTo(d decision, body []byte, extended bool) (*serverConn, e
 	if err != nil {
 		if server > 0 {
 			// The replica is unusable: the primary serves the read.
-			s.srv.replicaFailed(p)
+			s.srv.replicaFailed(s.db, p)
 			if p, err = s.poolFor(shard, 0); err == nil {
 				c, err = s.use(p)
 			}
@@ -565,8 +564,16 @@ func (s *session) pickServer(shard int, write bool) int {
 	if write || !s.db.ReadWriteSplit || len(s.db.Shards[shard].Replicas) == 0 || s.inTx() {
 		return 0
 	}
-	return s.srv.pickReplica(s, shard)
+	s.mu.Lock()
+	wrote := s.lastCommit
+	s.mu.Unlock()
+	return s.srv.pickReplica(s, shard, wrote)
 }
 
-// noteWrite records that the client sent a write to a primary.
-func (s *session) noteWrite() { s.lastWrite = time.Now() }
+// noteWrite records that the client sent a write to a primary; its
+// commit time is noted when the backend is next idle.
+func (s *session) noteWrite() {
+	s.mu.Lock()
+	s.writePending = true
+	s.mu.Unlock()
+}
