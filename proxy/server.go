@@ -62,13 +62,13 @@ type user struct {
 // database is a configured database and its backend pools.
 type database struct {
 	Database
-	rt    *routes // nil: one primary, statements unparsed
+	rt *routes // nil: one primary, statements unparsed
 	// shards hold what is known of each shard's replicas; monitored says
 	// a monitor samples their WAL positions.
 	shards    []*shardState
 	monitored bool
-	mu    sync.Mutex
-	pools map[poolKey]*backendPool
+	mu        sync.Mutex
+	pools     map[poolKey]*backendPool
 }
 
 type poolKey struct {
