@@ -658,6 +658,11 @@ func (s *session) parse(body []byte) error {
 		s.unnamed, s.unnamedTok = st, tok
 		send := func(c *serverConn) error {
 			s.beforeSend(c, class)
+			if class.Kind == parser.DiscardAll {
+				// DISCARD ALL drops the statements prepared before it,
+				// not itself.
+				s.unnamed, s.unnamedTok = st, tok
+			}
 			c.unnamed = tok
 			if err := s.push(c, entry{kind: eParse}); err != nil {
 				return err
@@ -680,6 +685,9 @@ func (s *session) parse(body []byte) error {
 	st := &clientStmt{name: string(name), sn: serverStmtName(query, types), query: string(query), types: bytes.Clone(types), class: class}
 	send := func(c *serverConn) error {
 		s.beforeSend(c, class)
+		if class.Kind == parser.DiscardAll {
+			s.stmts[st.name] = st // it drops the others, not itself
+		}
 		s.mu.Lock()
 		have := c.prepared.has(st.sn)
 		s.mu.Unlock()
