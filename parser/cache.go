@@ -1,6 +1,7 @@
 package parser
 
 import (
+	"strings"
 	"sync"
 	"unsafe"
 )
@@ -69,6 +70,9 @@ func (c *Cache) Analyze(sql string) ([]Analysis, error) {
 
 	// Parse outside the lock: two sessions may parse the same text at
 	// once, and the first to finish fills the entry.
+	// The analyses keep substrings of the text (hints): parse a copy, as
+	// sql often aliases a network buffer the caller reuses.
+	sql = strings.Clone(sql)
 	res, err := Analyze(sql)
 
 	size := len(sql) + int(unsafe.Sizeof(cacheEntry{})) + analysesSize(res)
@@ -84,8 +88,7 @@ func (c *Cache) Analyze(sql string) ([]Analysis, error) {
 		c.moveToFront(e)
 		return e.res, e.err
 	}
-	// Clone the key: sql often aliases a network buffer the caller reuses.
-	key := string([]byte(sql))
+	key := sql // a copy already
 	e := &cacheEntry{key: key, res: res, err: err, size: size}
 	c.entries[key] = e
 	c.pushFront(e)

@@ -472,7 +472,7 @@ func (lx *lexer) classifySet() {
 	i := 1
 	switch lx.w(i) {
 	case "local":
-		lx.kind = SetLocal
+		lx.kind, lx.name = SetLocal, settingName(lx.words[2:lx.nwords])
 		return
 	case "session":
 		if w := lx.w(i + 1); w == "characteristics" || w == "authorization" {

@@ -38,7 +38,7 @@ func TestClassify(t *testing.T) {
 		{"release b", []st{{kind: Release, name: "b", text: "release b"}}},
 		{"SET search_path TO a, b", []st{{kind: Set, name: "search_path", text: "SET search_path TO a, b"}}},
 		{"set SESSION work_mem = '4MB'", []st{{kind: Set, name: "work_mem", text: "set SESSION work_mem = '4MB'"}}},
-		{"SET LOCAL work_mem = '4MB'", []st{{kind: SetLocal, text: "SET LOCAL work_mem = '4MB'"}}},
+		{"SET LOCAL work_mem = '4MB'", []st{{kind: SetLocal, name: "work_mem", text: "SET LOCAL work_mem = '4MB'"}}},
 		{"SET TRANSACTION ISOLATION LEVEL READ COMMITTED", []st{{kind: SetLocal, text: "SET TRANSACTION ISOLATION LEVEL READ COMMITTED"}}},
 		{"SET CONSTRAINTS ALL DEFERRED", []st{{kind: SetLocal, text: "SET CONSTRAINTS ALL DEFERRED"}}},
 		{"SET TIME ZONE 'UTC'", []st{{kind: Set, name: "timezone", text: "SET TIME ZONE 'UTC'"}}},

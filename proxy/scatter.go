@@ -116,7 +116,7 @@ func (s *session) scatter(d decision, body []byte) error {
 			err = c.bw.Flush()
 		}
 	}
-	err := s.gather(parts, sink, d.concat && !d.copies)
+	err := s.gather(parts, sink, d.copies)
 	if d.write {
 		s.mu.Lock()
 		s.lastCommit = time.Now()
@@ -125,8 +125,10 @@ func (s *session) scatter(d decision, body []byte) error {
 	return err
 }
 
-// gather relays the shards' replies to the client as one result.
-func (s *session) gather(parts []*scatterPart, sink *scatterSink, sum bool) error {
+// gather relays the shards' replies to the client as one result. copies
+// says the shards ran the same write on copies of one table: the first
+// shard's rows and tag stand for all.
+func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies bool) error {
 	var (
 		desc    []byte // the RowDescription sent, if any
 		firstE  []byte // the first error
@@ -194,7 +196,7 @@ func (s *session) gather(parts []*scatterPart, sink *scatterSink, sum bool) erro
 					Hint:    "Check that the table has the same definition on every shard."})
 			}
 		case 'D':
-			if firstE == nil {
+			if firstE == nil && (!copies || p == parts[0]) {
 				out = appendMsg(out, 'D', m.body)
 				if len(out) > 64<<10 {
 					flush()
@@ -226,7 +228,7 @@ func (s *session) gather(parts []*scatterPart, sink *scatterSink, sum bool) erro
 		for _, p := range parts {
 			tags = append(tags, p.tag)
 		}
-		out = appendCommandComplete(out, combineTags(tags, sum))
+		out = appendCommandComplete(out, combineTags(tags, !copies))
 	}
 	out = appendReadyForQuery(out, 'I')
 	flush()

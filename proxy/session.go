@@ -112,6 +112,9 @@ type session struct {
 	// writePending: a write was sent and lastCommit is due at the next
 	// ReadyForQuery outside a transaction.
 	writePending bool
+	// vtxOpen mirrors vtx != nil for the reader: the client is in a
+	// transaction no backend knows of yet.
+	vtxOpen bool
 }
 
 // clientStmt is a statement the client prepared under its own name.
@@ -1122,6 +1125,9 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 		status := byte('I')
 		if len(body) > 0 {
 			status = body[0]
+			if s.vtxOpen && status == 'I' {
+				body[0] = 'T' // the client's own transaction, not bound yet
+			}
 		}
 		s.txStatus = status
 		s.inBlock = status != 'I'

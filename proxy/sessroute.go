@@ -53,7 +53,7 @@ func (s *session) use(p *backendPool) (*serverConn, error) {
 		return nil, err
 	}
 	s.pool = p
-	return s.attachBound()
+	return s.attachBound(true)
 }
 
 // releaseHeld lets go of a backend the session holds that is not from
@@ -111,17 +111,17 @@ func (s *session) releaseHeld(p *backendPool) error {
 
 // attachBound attaches the session's pool and sends there what waits for
 // a backend: the BEGIN of a transaction not bound yet, and deferred Parses.
-func (s *session) attachBound() (*serverConn, error) {
+func (s *session) attachBound(bind bool) (*serverConn, error) {
 	c, err := s.attach()
 	if err != nil {
 		return nil, err
 	}
-	if s.vtx != nil {
+	if s.vtx != nil && bind {
 		sql := strings.Join(s.vtx, ";")
 		s.vtx = nil
 		s.internalQuery(c, sql, false, nil)
 		s.mu.Lock()
-		s.inBlock = true
+		s.inBlock, s.vtxOpen = true, false
 		s.mu.Unlock()
 	}
 	for len(s.deferred) > 0 {
@@ -257,6 +257,21 @@ func (s *session) currentHints() hints {
 func (s *session) endTx() {
 	s.localHint = hints{}
 	s.vtx, s.vtxFailed = nil, false
+	s.setVtxOpen(false)
+}
+
+// setVtxOpen tells the backend reader whether the client is in a
+// transaction no backend knows of, so that a round run on a backend
+// outside it still reports the client's status.
+func (s *session) setVtxOpen(open bool) {
+	s.mu.Lock()
+	s.vtxOpen = open
+	s.mu.Unlock()
+}
+
+// vtxReadOnly reports whether the unbound transaction was opened READ ONLY.
+func (s *session) vtxReadOnly() bool {
+	return s.vtx != nil && strings.Contains(strings.ToUpper(s.vtx[0]), "READ ONLY")
 }
 
 // routeQuery routes a simple Query. It returns the backend to send it to,
@@ -392,7 +407,12 @@ func (s *session) virtualTx(st parser.Statement) (bool, error) {
 	switch {
 	case st.Kind == parser.Begin && s.vtx == nil:
 		s.vtx = []string{st.Text}
-		return true, s.replyStatus("BEGIN", 'T')
+		s.setVtxOpen(true)
+		tag := "BEGIN"
+		if strings.HasPrefix(strings.ToUpper(strings.TrimSpace(st.Text)), "START") {
+			tag = "START TRANSACTION"
+		}
+		return true, s.replyStatus(tag, 'T')
 	case s.vtx == nil:
 		return false, nil
 	case st.Kind == parser.Begin:
@@ -410,6 +430,7 @@ func (s *session) virtualTx(st parser.Statement) (bool, error) {
 		s.endTx()
 		if chain {
 			s.vtx = []string{first}
+			s.setVtxOpen(true)
 			return true, s.replyStatus(tag, 'T')
 		}
 		return true, s.replyStatus(tag, 'I')
@@ -454,22 +475,28 @@ func (s *session) sendTo(d decision, body []byte, extended bool) (*serverConn, e
 		return nil, s.scatter(d, body)
 	}
 	shard := d.shards[0]
+	var p *backendPool
 	if d.anywhere {
 		// No table: stay where the session is, so a transaction keeps
-		// its backend and nothing moves for SELECT 1.
+		// its backend (primary or replica) and nothing moves for SELECT 1.
 		s.mu.Lock()
 		if s.backend != nil {
-			shard = s.backend.p.shardIdx
-		} else {
-			shard = s.pool.shardIdx
+			p = s.backend.p
 		}
 		s.mu.Unlock()
+		if p == nil {
+			shard = s.pool.shardIdx
+		}
 	}
-	server := s.pickServer(shard, d.write)
-	p, err := s.poolFor(shard, server)
-	if err != nil {
-		return nil, err
+	server := 0
+	if p == nil {
+		server = s.pickServer(shard, d.write)
+		var err error
+		if p, err = s.poolFor(shard, server); err != nil {
+			return nil, err
+		}
 	}
+	shard, server = p.shardIdx, p.server
 	c, err := s.use(p)
 	if err != nil {
 		if server > 0 {
@@ -490,7 +517,7 @@ func (s *session) sendTo(d decision, body []byte, extended bool) (*serverConn, e
 	if d.write {
 		s.noteWrite()
 	}
-	s.routeNotice(d.shards, server > 0)
+	s.routeNotice([]int{shard}, server > 0)
 	return c, nil
 }
 
@@ -552,7 +579,12 @@ func (s *session) attachAny() (*serverConn, error) {
 	if s.rt == nil {
 		return s.attach()
 	}
-	return s.use(s.pool)
+	// Describe, Sync and the like do not bind an open transaction to a
+	// shard: only a routed statement does.
+	if err := s.releaseHeld(s.pool); err != nil {
+		return nil, err
+	}
+	return s.attachBound(false)
 }
 
 // errHandled means the error reply is already on its way to the client.
@@ -561,7 +593,10 @@ var errHandled = errors.New("handled")
 // pickServer chooses the server of a shard for a statement: 0 (the
 // primary) or a replica.
 func (s *session) pickServer(shard int, write bool) int {
-	if write || !s.db.ReadWriteSplit || len(s.db.Shards[shard].Replicas) == 0 || s.inTx() {
+	if write || !s.db.ReadWriteSplit || len(s.db.Shards[shard].Replicas) == 0 {
+		return 0
+	}
+	if s.inTx() && !s.vtxReadOnly() {
 		return 0
 	}
 	s.mu.Lock()
