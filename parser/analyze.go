@@ -106,6 +106,9 @@ type Analysis struct {
 	// functions the analyzer does not know (they might be aggregates); and
 	// INSERT, UPDATE and DELETE (with or without RETURNING).
 	Concat bool
+	// Assigned lists the columns the SET list of an UPDATE, or of INSERT
+	// ... ON CONFLICT DO UPDATE, assigns, with the target table.
+	Assigned []ColumnRef
 
 	// sideEffects is set when ReadOnly is false for a reason other than
 	// UserFunctions.
@@ -340,6 +343,7 @@ func (a *analyzer) analyze(stmt *pg_query.Node) {
 		a.out.Kind = StmtUpdate
 		a.out.Concat = true
 		u := n.UpdateStmt
+		a.out.Assigned = assigned(tableRef(u.Relation), u.TargetList)
 		sc := a.scope(append([]*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: u.Relation}}}, u.FromClause...))
 		a.wherePreds(sc, u.WhereClause)
 	case *pg_query.Node_DeleteStmt:
@@ -581,6 +585,9 @@ func (a *analyzer) addInsert(ins *pg_query.InsertStmt) {
 		Table:      tableRef(ins.Relation),
 		OnConflict: ins.OnConflictClause != nil,
 		Returning:  len(ins.ReturningList) > 0,
+	}
+	if oc := ins.OnConflictClause; oc != nil {
+		a.out.Assigned = append(a.out.Assigned, assigned(r.Table, oc.TargetList)...)
 	}
 	for _, c := range ins.Cols {
 		if rt := c.GetResTarget(); rt != nil {
@@ -1139,4 +1146,15 @@ var aggregates = map[string]bool{
 	"mode": true, "percentile_cont": true, "percentile_disc": true, "rank": true, "dense_rank": true,
 	"percent_rank": true, "cume_dist": true, "range_agg": true, "range_intersect_agg": true, "any_value": true,
 	"json_agg_strict": true, "json_objectagg": true, "json_arrayagg": true,
+}
+
+// assigned lists the columns of t a SET list assigns.
+func assigned(t TableRef, targets []*pg_query.Node) []ColumnRef {
+	var out []ColumnRef
+	for _, n := range targets {
+		if rt := n.GetResTarget(); rt != nil && rt.Name != "" {
+			out = append(out, ColumnRef{Table: t, Column: rt.Name})
+		}
+	}
+	return out
 }

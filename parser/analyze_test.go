@@ -578,3 +578,24 @@ func TestSplitInsert(t *testing.T) {
 		t.Fatal("INSERT ... SELECT split without error")
 	}
 }
+
+func TestAssigned(t *testing.T) {
+	for sql, want := range map[string]string{
+		"UPDATE users u SET name = 'x', id = 5 WHERE id = 1":                           "[users.name users.id]",
+		"INSERT INTO users VALUES (1) ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id": "[users.id]",
+		"INSERT INTO users VALUES (1) ON CONFLICT (id) DO NOTHING":                     "[]",
+		"DELETE FROM users WHERE id = 1":                                               "[]",
+	} {
+		as, err := Analyze(sql)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, c := range as[0].Assigned {
+			got = append(got, c.Table.Name+"."+c.Column)
+		}
+		if s := fmt.Sprint(got); s != want && !(want == "[]" && len(got) == 0) {
+			t.Errorf("%s: Assigned = %s, want %s", sql, s, want)
+		}
+	}
+}

@@ -79,7 +79,7 @@ type Database struct {
 	// ReadYourWrites keeps a client's reads from missing its own writes.
 	ReadYourWrites ReadYourWrites
 	// MaxReplicaLag is how many bytes of WAL a replica may be behind its
-	// primary and still serve reads; 0 means no limit.
+	// primary and still serve reads; 0 means fully caught up.
 	MaxReplicaLag int64
 	// RouteNotices sends the client a NOTICE naming the shards and role
 	// each statement went to.

@@ -142,7 +142,7 @@ func (s *Server) pickReplica(sess *session, shard int, wrote time.Time) int {
 			if !r.known {
 				continue
 			}
-			if d.MaxReplicaLag > 0 && st.primary > r.replay && int64(st.primary-r.replay) > d.MaxReplicaLag {
+			if st.primary > r.replay && int64(st.primary-r.replay) > d.MaxReplicaLag {
 				continue
 			}
 			if ryw.LSN && !wrote.IsZero() {

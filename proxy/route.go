@@ -599,6 +599,14 @@ func (rt *routes) statement(r *routing.Router, a *parser.Analysis, p *bindParams
 			B: routing.ColumnRef{Table: routing.TableRef{Schema: j.Right.Table.Schema, Name: j.Right.Table.Name}, Column: j.Right.Column},
 		})
 	}
+	for _, as := range a.Assigned {
+		t := routing.TableRef{Schema: as.Table.Schema, Name: as.Table.Name}
+		if ru := r.Rule(t); ru != nil && !ru.Replicated && strings.EqualFold(as.Column, ru.Key) && len(ru.Shards) > 1 {
+			return st, nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+				Message: fmt.Sprintf("cannot change the shard key column %s of %s: the row may belong on another shard", ru.Key, as.Table.Name),
+				Hint:    "Delete the row and insert it with the new key instead."}
+		}
+	}
 	for _, pr := range a.Preds {
 		t := routing.TableRef{Schema: pr.Table.Schema, Name: pr.Table.Name}
 		ru := r.Rule(t)
