@@ -6,6 +6,7 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -26,13 +27,21 @@ import (
 var backend *pgtest.Server
 
 func TestMain(m *testing.M) {
-	os.Exit(pgtest.Run(m, 1, pgtest.Options{Name: "proxy-e2e"}, func(ctx context.Context, s []*pgtest.Server) error {
+	code := pgtest.Run(m, 1, pgtest.Options{Name: "proxy-e2e"}, func(ctx context.Context, s []*pgtest.Server) error {
 		backend = s[0]
 		if err := backend.CreateUserDB(ctx, "app", "app", "app"); err != nil {
 			return err
 		}
 		return backend.CreateUserDB(ctx, "other", "other", "other")
-	}))
+	})
+	// The routing tests' servers start on first use (routingServers).
+	if err := stopRoutingServers(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // proxyConfig describes a pgshard instance for a test; zero fields take
