@@ -126,9 +126,8 @@ type Database struct {
 	// Shards hold the database's data; at least one.
 	Shards []Shard `yaml:"shards"`
 
-	// The statement-routing keys below (issue 3) are parsed, defaulted and
-	// validated, but ProxyOptions does not pass them on yet: the proxy starts
-	// routing with them in the statement-routing work. See routing.go.
+	// The statement-routing keys below are parsed, defaulted and validated
+	// here (routing.go) and passed on by ProxyOptions.
 
 	// DefaultShard holds the tables no rule in Tables names; Parse sets it to
 	// the first shard's name when the file leaves it out.
@@ -168,7 +167,7 @@ type Shard struct {
 	Replicas []string `yaml:"replicas"`
 	// Schema, when set, makes the shard a schema of Primary's database
 	// (selected with search_path), so several shards can share a server and
-	// database; empty means the database's own schemas. Not used yet.
+	// database; empty means the database's own schemas.
 	Schema string `yaml:"schema"`
 }
 

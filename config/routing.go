@@ -16,13 +16,10 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// The statement-routing keys of a database (issue 3): which shard holds which
-// rows of which table, and how reads use replicas. Parse fills in their
-// defaults and validates them; the proxy does not use them yet (ProxyOptions
-// does not pass them on), so for now they change nothing at run time. The
-// statement-routing work reads them from Config.Databases: Database.Tables,
-// DefaultShard, ReadWriteSplit, LoadBalance, ReadYourWrites, MaxReplicaLag,
-// RouteNotices, ReadOnlyFunctions and Shard.Schema.
+// The statement-routing keys of a database: which shard holds which rows of
+// which table, and how reads use replicas. Parse fills in their defaults and
+// validates them; ProxyOptions passes them to the proxy, which routes with
+// them (docs/config.md, "How statements are routed").
 
 // Defaults of the routing keys; docs/config.md lists the same values.
 const (
