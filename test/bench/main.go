@@ -12,6 +12,22 @@
 // so its prepared runs go to a second PgBouncer database in session mode
 // with a backend per client; the table says so.
 //
+// It also measures pgshard sharding: it starts two more PostgreSQL servers
+// (-shards), the shards, and a second pgshard in front of them with
+// pgbench_accounts hashed on aid over the shards. Each shard holds exactly
+// the accounts pgshard routes to it: pgbench -i, then the others' rows
+// deleted (PostgreSQL's PARTITION BY HASH placement, which package routing
+// reproduces); the other pgbench tables live on the first shard, the
+// default. Before measuring, it reads every aid back and checks it against
+// package routing, and prints the rows on each shard. pgbench -S ignores
+// what its query returns, so in each mode a short pgbench run whose script
+// needs a row from every lookup checks, before the measured runs, that
+// pgshard routes each statement to the shard holding its account. The
+// table puts the sharded TPS next to the single-backend pgshard's. If
+// pgshard refuses the sharded configuration (or fails that check), the
+// sharded column says "failed", the rest is measured as usual, and the
+// error is printed at the end.
+//
 // Within a mode, the targets run one after another, in a rotating order
 // with -rounds > 1, so that drift on a busy machine hits them alike; the
 // median of the rounds is reported. Each mode starts with a short untimed
@@ -33,6 +49,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -58,6 +75,7 @@ type settings struct {
 	clients  int
 	threads  int
 	scale    int
+	shards   int    // shards of the sharded run; 0 = no sharded run
 	out      string // Markdown file, or ""
 	pgshard  string // prebuilt binary, or "" to build one
 	bouncer  string // pgbouncer binary, or "" to look for it
@@ -72,6 +90,7 @@ func main() {
 	flag.IntVar(&s.clients, "clients", 32, "pgbench clients (-c)")
 	flag.IntVar(&s.threads, "threads", 2, "pgbench threads (-j)")
 	flag.IntVar(&s.scale, "scale", 10, "pgbench scale factor (-s) of the test data")
+	flag.IntVar(&s.shards, "shards", 2, "shards (PostgreSQL servers) of the sharded pgshard run, at least 2; 0 skips that run")
 	flag.StringVar(&s.out, "out", "", "also write the results as Markdown to this file")
 	flag.StringVar(&s.pgshard, "pgshard", "", "pgshard binary to measure; empty builds ./cmd/pgshard into a temporary directory")
 	flag.StringVar(&s.bouncer, "pgbouncer", "", "pgbouncer binary; empty looks in /usr/sbin and on PATH")
@@ -115,6 +134,9 @@ func (s settings) validate() error {
 	}
 	if s.scale < 1 {
 		errs = append(errs, fmt.Errorf("-scale %d: need at least 1", s.scale))
+	}
+	if s.shards < 0 || s.shards == 1 {
+		errs = append(errs, fmt.Errorf("-shards %d: need at least 2, or 0 for no sharded run", s.shards))
 	}
 	return errors.Join(errs...)
 }
@@ -172,21 +194,40 @@ func run(ctx context.Context, s settings) (err error) {
 		}
 	}
 
-	fmt.Println("bench: starting PostgreSQL")
-	pg, err := pgtest.Start(ctx, pgtest.Options{
-		Name: "bench",
-		Conf: map[string]string{"max_connections": "300", "shared_buffers": "128MB"},
-	})
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, pg.Stop()) }()
-	if err := pg.CreateUserDB(ctx, appUser, appPassword, appDB); err != nil {
-		return err
+	// The single server and the shards start and fill in parallel.
+	if s.shards > 0 {
+		fmt.Printf("bench: starting PostgreSQL, and %d more servers as the shards of the sharded run\n", s.shards)
+	} else {
+		fmt.Println("bench: starting PostgreSQL")
 	}
 	fmt.Printf("bench: filling database %s (pgbench -i -s %d)\n", appDB, s.scale)
-	if err := initPgbench(ctx, pgbench, pg.Port(), s.scale); err != nil {
+	var (
+		pg           *pgtest.Server
+		shards       []*pgtest.Server
+		pgErr, shErr error
+		wg           sync.WaitGroup
+	)
+	wg.Go(func() { pg, pgErr = startSingle(ctx, pgbench, s.scale) })
+	if s.shards > 0 {
+		wg.Go(func() { shards, shErr = startShards(ctx, pgbench, s.shards, s.scale, serverConf) })
+	}
+	wg.Wait()
+	if pg != nil {
+		defer func() { err = errors.Join(err, pg.Stop()) }()
+	}
+	if shards != nil {
+		defer func() { err = errors.Join(err, stopServers(shards)) }()
+	}
+	if err := errors.Join(pgErr, shErr); err != nil {
 		return err
+	}
+	var shardRows []int
+	if s.shards > 0 {
+		if shardRows, err = checkShards(ctx, shards, s.scale); err != nil {
+			return fmt.Errorf("the shards do not hold what pgshard's routing expects: %w", err)
+		}
+		fmt.Printf("bench: pgbench_accounts rows per shard: %s; together %d, each aid once, on the shard package routing picks\n",
+			rowsLine(shardRows), accountsPerScale*s.scale)
 	}
 
 	fmt.Println("bench: starting PgBouncer")
@@ -197,7 +238,7 @@ func run(ctx context.Context, s settings) (err error) {
 	defer func() { err = errors.Join(err, bouncer.stop()) }()
 
 	fmt.Println("bench: starting pgshard")
-	shard, err := startPgshard(ctx, pgshardBin, dir, pg.URL("", "", appDB))
+	shard, err := startPgshard(ctx, pgshardBin, dir, "pgshard", []string{pg.URL("", "", appDB)})
 	if err != nil {
 		return err
 	}
@@ -208,16 +249,24 @@ func run(ctx context.Context, s settings) (err error) {
 		{name: "pgbouncer", port: bouncer.port, db: appDB, preparedDB: sessionDB},
 		{name: "pgshard", port: shard.port, db: appDB, preparedDB: appDB},
 	}
+	res := newResults()
+	if s.shards > 0 {
+		t, stop, startErr := startSharded(ctx, pgshardBin, dir, shards, s.scale, res)
+		if startErr != nil {
+			return startErr
+		}
+		defer func() { err = errors.Join(err, stop()) }()
+		targets = append(targets, t)
+	}
 	load := loadAverage()
-	res, err := measure(ctx, pgbench, s, targets)
-	if err != nil {
+	if err := measure(ctx, pgbench, s, targets, res); err != nil {
 		return err
 	}
 	env, err := describeEnv(ctx, pg, bouncerBin, pgshardBin, load)
 	if err != nil {
 		return err
 	}
-	report := render(res, s, env)
+	report := render(res, s, env, shardRows)
 	fmt.Print("\n" + report)
 	if s.out != "" {
 		if err := os.WriteFile(s.out, []byte(report), 0o644); err != nil {
@@ -228,6 +277,60 @@ func run(ctx context.Context, s settings) (err error) {
 	return res.failures()
 }
 
+// serverConf is the postgresql.conf of every server the bench starts.
+var serverConf = map[string]string{"max_connections": "300", "shared_buffers": "128MB"}
+
+// startSingle starts the PostgreSQL server of the single-backend runs,
+// with the login and database appDB filled by pgbench -i at scale. On
+// failure it stops the server.
+func startSingle(ctx context.Context, pgbench string, scale int) (_ *pgtest.Server, err error) {
+	pg, err := pgtest.Start(ctx, pgtest.Options{Name: "bench", Conf: serverConf})
+	if err != nil {
+		return nil, err
+	}
+	if err = pg.CreateUserDB(ctx, appUser, appPassword, appDB); err == nil {
+		err = initPgbench(ctx, pgbench, pg.Port(), "dtGvp", scale)
+	}
+	if err != nil {
+		return nil, errors.Join(err, pg.Stop())
+	}
+	return pg, nil
+}
+
+// shardedTarget names the sharded pgshard in results.
+const shardedTarget = "sharded"
+
+// startSharded starts the pgshard of the sharded run in front of shards,
+// writes the lookup script that checks its routing in dir, and returns its
+// target and how to stop it. When pgshard does not start (it refuses the
+// configuration), every mode of the target is recorded failed in res with
+// pgshard's error, and the rest of the bench goes on; the error is only for
+// what stops the bench.
+func startSharded(ctx context.Context, bin, dir string, shards []*pgtest.Server, scale int, res *results) (target, func() error, error) {
+	t := target{name: shardedTarget, db: appDB, preparedDB: appDB}
+	noStop := func() error { return nil }
+	var err error
+	if t.lookupScript, err = writeLookupScript(dir, scale); err != nil {
+		return t, noStop, err
+	}
+	urls := make([]string, len(shards))
+	for i, srv := range shards {
+		urls[i] = srv.URL("", "", appDB)
+	}
+	fmt.Printf("bench: starting pgshard with %d shards\n", len(shards))
+	d, err := startPgshard(ctx, bin, dir, "pgshard-sharded", urls)
+	switch {
+	case ctx.Err() != nil:
+		return t, noStop, ctx.Err()
+	case err != nil:
+		fmt.Printf("bench: pgshard did not start with %d shards; measuring the others (its error follows the table)\n", len(shards))
+		res.failTarget(t.name, fmt.Errorf("pgshard did not start with the %d-shard configuration: %w", len(shards), err))
+		return t, noStop, nil
+	}
+	t.port = d.port
+	return t, d.stop, nil
+}
+
 // target is a server pgbench runs against.
 type target struct {
 	name string
@@ -235,6 +338,9 @@ type target struct {
 	// db is the database for the simple and extended modes, preparedDB for
 	// the prepared mode.
 	db, preparedDB string
+	// lookupScript, when set, is the script of checkLookups, run in each
+	// mode before the target is measured in it.
+	lookupScript string
 }
 
 func (t target) database(mode string) string {
@@ -248,14 +354,26 @@ func (t target) database(mode string) string {
 var modes = []string{"simple", "extended", "prepared"}
 
 // measure runs every mode against every target, rounds times, and
-// collects the TPS. Only an interruption stops it early; a failed run is
-// recorded and the others go on.
-func measure(ctx context.Context, pgbench string, s settings, targets []target) (*results, error) {
-	res := newResults()
+// collects the TPS in res. Only an interruption stops it early; a failed
+// run is recorded and the others go on. A target that failed in a mode is
+// not run again in it.
+func measure(ctx context.Context, pgbench string, s settings, targets []target, res *results) error {
 	for _, mode := range modes {
+		for _, t := range targets {
+			if t.lookupScript == "" || res.failed(mode, t.name) {
+				continue
+			}
+			fmt.Printf("bench: %s: checking that %d lookups through %s each find their row\n", mode, lookupClients*lookupsPerClient, t.name)
+			if err := checkLookups(ctx, pgbench, t.lookupScript, t, mode); err != nil && ctx.Err() == nil {
+				res.fail(mode, t.name, fmt.Errorf(`routing check, lookups that must each return their account's row ("got 0": pgshard sent one to a shard without it): %w`, err))
+			}
+		}
 		if s.warmup > 0 {
 			fmt.Printf("bench: %s: warming up\n", mode)
 			for _, t := range targets {
+				if res.failed(mode, t.name) {
+					continue
+				}
 				if _, err := runPgbench(ctx, pgbench, s, t, mode, s.warmup); err != nil && ctx.Err() == nil {
 					res.fail(mode, t.name, fmt.Errorf("warm-up: %w", err))
 				}
@@ -269,7 +387,7 @@ func measure(ctx context.Context, pgbench string, s settings, targets []target) 
 				}
 				tps, err := runPgbench(ctx, pgbench, s, t, mode, s.duration)
 				if ctx.Err() != nil {
-					return nil, ctx.Err()
+					return ctx.Err()
 				}
 				if err != nil {
 					res.fail(mode, t.name, err)
@@ -281,10 +399,7 @@ func measure(ctx context.Context, pgbench string, s settings, targets []target) 
 			}
 		}
 	}
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
-	return res, nil
+	return ctx.Err()
 }
 
 // repoRoot is the nearest directory at or above the working directory

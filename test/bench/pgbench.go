@@ -18,17 +18,17 @@ import (
 // in flight.
 const pgbenchGrace = time.Minute
 
-// initPgbench fills appDB with pgbench's tables at scale, logging in
-// directly to the PostgreSQL server on port as the owner of appDB, and
-// vacuums them. The data is generated on the server side (-I G), which is
-// the quickest.
-func initPgbench(ctx context.Context, bin string, port, scale int) error {
-	args := append(connArgs(port), "-i", "-s", strconv.Itoa(scale), "-I", "dtGvp", appDB)
+// initPgbench runs pgbench's initialization steps (-I) at scale on appDB
+// of the PostgreSQL server on port, logging in directly as its owner:
+// "dtGvp" fills it, generating the data on the server side, which is the
+// quickest, then vacuums and adds the primary keys.
+func initPgbench(ctx context.Context, bin string, port int, steps string, scale int) error {
+	args := append(connArgs(port), "-i", "-s", strconv.Itoa(scale), "-I", steps, appDB)
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = pgbenchEnv()
 	cmd.SysProcAttr = childAttr(nil)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("pgbench -i: %w\n%s", err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("pgbench -i -I %s: %w\n%s", steps, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
@@ -38,13 +38,35 @@ func initPgbench(ctx context.Context, bin string, port, scale int) error {
 // pgbench reports (without the initial connection time). A run in which a
 // client aborts, or a transaction fails, is an error quoting pgbench.
 func runPgbench(ctx context.Context, bin string, s settings, t target, mode string, d time.Duration) (float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, d+pgbenchGrace)
-	defer cancel()
-	args := append(connArgs(t.port),
+	return pgbenchTPS(ctx, bin, d, append(connArgs(t.port),
 		"-n", "-S", "-M", mode,
 		"-c", strconv.Itoa(s.clients), "-j", strconv.Itoa(s.threads),
 		"-T", strconv.Itoa(int(d/time.Second)),
-		t.database(mode))
+		t.database(mode)))
+}
+
+// Lookups of the routing check: lookupClients clients of lookupsPerClient
+// each.
+const lookupClients, lookupsPerClient = 4, 500
+
+// checkLookups runs the script at lookupScript against t in query mode:
+// lookupClients × lookupsPerClient -S queries of random accounts, any of
+// which returning no row is an error.
+func checkLookups(ctx context.Context, bin, lookupScript string, t target, mode string) error {
+	_, err := pgbenchTPS(ctx, bin, 0, append(connArgs(t.port),
+		"-n", "-f", lookupScript, "-M", mode,
+		"-c", strconv.Itoa(lookupClients), "-j", "1", "-t", strconv.Itoa(lookupsPerClient),
+		t.database(mode)))
+	return err
+}
+
+// pgbenchTPS runs pgbench with args, which run for d (or 0 when they run
+// a number of transactions), and returns the TPS it reports. A run in
+// which a client aborts, or a transaction fails, is an error quoting
+// pgbench.
+func pgbenchTPS(ctx context.Context, bin string, d time.Duration, args []string) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, d+pgbenchGrace)
+	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = pgbenchEnv()
 	cmd.SysProcAttr = childAttr(nil)
@@ -52,7 +74,7 @@ func runPgbench(ctx context.Context, bin string, s settings, t target, mode stri
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		err = fmt.Errorf("did not finish within %v of its %v run (a hang?); killed it", pgbenchGrace, d)
+		err = fmt.Errorf("did not finish within %v (a hang?); killed it", d+pgbenchGrace)
 	}
 	if err == nil {
 		var tps float64

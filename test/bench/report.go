@@ -18,15 +18,17 @@ import (
 // runKey names the runs of one mode against one target.
 type runKey struct{ mode, target string }
 
-// results are the TPS of every measured run and the error of every failed
-// mode and target.
+// results are the TPS of every measured run, the error of every failed
+// mode and target, and the error of every target that could not run at
+// all.
 type results struct {
-	tps  map[runKey][]float64
-	errs map[runKey]error
+	tps        map[runKey][]float64
+	errs       map[runKey]error
+	targetErrs map[string]error
 }
 
 func newResults() *results {
-	return &results{tps: map[runKey][]float64{}, errs: map[runKey]error{}}
+	return &results{tps: map[runKey][]float64{}, errs: map[runKey]error{}, targetErrs: map[string]error{}}
 }
 
 func (r *results) add(mode, target string, tps float64) {
@@ -36,7 +38,12 @@ func (r *results) add(mode, target string, tps float64) {
 
 func (r *results) fail(mode, target string, err error) { r.errs[runKey{mode, target}] = err }
 
-func (r *results) failed(mode, target string) bool { return r.errs[runKey{mode, target}] != nil }
+// failTarget records that target cannot run in any mode.
+func (r *results) failTarget(target string, err error) { r.targetErrs[target] = err }
+
+func (r *results) failed(mode, target string) bool {
+	return r.targetErrs[target] != nil || r.errs[runKey{mode, target}] != nil
+}
 
 // median is the median TPS of mode against target; ok is false when it
 // has no successful run.
@@ -52,11 +59,19 @@ func (r *results) median(mode, target string) (tps float64, ok bool) {
 	}
 }
 
-// failures joins the errors of the failed runs, in table order.
+// targetNames are the targets in table order.
+var targetNames = []string{"direct", "pgbouncer", "pgshard", shardedTarget}
+
+// failures joins the errors of the targets that did not run and of the
+// failed runs, in table order.
 func (r *results) failures() error {
 	var errs []error
-	for _, mode := range modes {
-		for _, t := range []string{"direct", "pgbouncer", "pgshard"} {
+	for _, t := range targetNames {
+		if err := r.targetErrs[t]; err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", t, err))
+			continue
+		}
+		for _, mode := range modes {
 			if err := r.errs[runKey{mode, t}]; err != nil {
 				errs = append(errs, fmt.Errorf("%s against %s: %w", mode, t, err))
 			}
@@ -117,32 +132,60 @@ func cpuModel() string {
 	return "unknown"
 }
 
+// shardedGoal is the least TPS the sharded run should reach, as a
+// fraction of the single-backend pgshard's.
+const shardedGoal = 0.9
+
 // render is the report in Markdown, aligned to read as well in a terminal.
-func render(r *results, s settings, env environment) string {
-	rows := [][]string{{"mode", "direct TPS", "pgbouncer TPS", "pgshard TPS",
-		"pgshard/pgbouncer", "pgshard/direct", "goal", "met?"}}
+// shardRows are the pgbench_accounts rows on each shard of the sharded
+// run; without a sharded run (-shards 0) its columns are left out.
+func render(r *results, s settings, env environment, shardRows []int) string {
+	sharded := s.shards > 0
+	sh := fmt.Sprintf("%d-shard", s.shards)
+	header := []string{"mode", "direct TPS", "pgbouncer TPS", "pgshard TPS"}
+	if sharded {
+		header = append(header, sh+" TPS")
+	}
+	header = append(header, "pgshard/pgbouncer", "pgshard/direct")
+	if sharded {
+		header = append(header, sh+"/pgshard", sh+"/pgbouncer")
+	}
+	header = append(header, "pgshard >= pgbouncer?")
+	if sharded {
+		header = append(header, fmt.Sprintf("%s/pgshard >= %.2f?", sh, shardedGoal))
+	}
+	rows := [][]string{header}
+	yesNo := map[bool]string{true: "yes", false: "no"}
 	for _, mode := range modes {
 		direct, dok := r.median(mode, "direct")
 		bouncer, bok := r.median(mode, "pgbouncer")
 		shard, sok := r.median(mode, "pgshard")
+		multi, mok := r.median(mode, shardedTarget)
 		bouncerCell := tpsCell(r, mode, "pgbouncer", bouncer, bok)
 		if mode == "prepared" && bok {
 			bouncerCell += " (session mode)"
 		}
+		row := []string{mode, tpsCell(r, mode, "direct", direct, dok), bouncerCell, tpsCell(r, mode, "pgshard", shard, sok)}
+		if sharded {
+			row = append(row, tpsCell(r, mode, shardedTarget, multi, mok))
+		}
+		row = append(row, ratio(shard, bouncer, sok && bok), ratio(shard, direct, sok && dok))
+		if sharded {
+			row = append(row, ratio(multi, shard, mok && sok), ratio(multi, bouncer, mok && bok))
+		}
 		met := "–"
 		if bok && sok {
-			met = map[bool]string{true: "yes", false: "no"}[shard >= bouncer]
+			met = yesNo[shard >= bouncer]
 		}
-		rows = append(rows, []string{
-			mode,
-			tpsCell(r, mode, "direct", direct, dok),
-			bouncerCell,
-			tpsCell(r, mode, "pgshard", shard, sok),
-			ratio(shard, bouncer, sok && bok),
-			ratio(shard, direct, sok && dok),
-			"pgshard >= pgbouncer",
-			met,
-		})
+		row = append(row, met)
+		if sharded {
+			met := "–"
+			if mok && sok {
+				met = yesNo[multi >= shardedGoal*shard]
+			}
+			row = append(row, met)
+		}
+		rows = append(rows, row)
 	}
 
 	var b strings.Builder
@@ -152,13 +195,22 @@ func render(r *results, s settings, env environment) string {
 	}
 	fmt.Fprintf(&b, "pgbench -S (select only), scale %d: %d clients, %d threads, %v per run, median of %d round(s) after %s.\n\n",
 		s.scale, s.clients, s.threads, s.duration, s.rounds, warmup)
-	writeTable(&b, rows, 1, 2, 3, 4, 5)
+	right := []int{1, 2, 3, 4, 5}
+	if sharded {
+		right = append(right, 6, 7, 8)
+	}
+	writeTable(&b, rows, right...)
 	fmt.Fprintf(&b, `
 - direct: PostgreSQL itself, one backend per client.
 - pgbouncer and pgshard: transaction pooling, %d backend connections, SCRAM-SHA-256 logins.
-- prepared mode, pgbouncer: PgBouncer %s cannot keep prepared statements in transaction mode, so this row runs it in session mode with a backend per client (%d); pgshard stays in transaction mode with %d.
+`, poolSize)
+	if sharded {
+		fmt.Fprintf(&b, "- %[1]s: pgshard as above (%[2]d backend connections per shard) in front of %[3]d PostgreSQL servers, with `%[4]s`: each server holds the pgbench_accounts rows pgshard routes to it (%[5]s; checked aid by aid) and s0 the other pgbench tables. In each mode, %[6]d lookups through it that must each return their row precede its runs (-S does not check).\n",
+			sh, poolSize, s.shards, shardedRule, rowsLine(shardRows), lookupClients*lookupsPerClient)
+	}
+	fmt.Fprintf(&b, `- prepared mode, pgbouncer: PgBouncer %s cannot keep prepared statements in transaction mode, so this row runs it in session mode with a backend per client (%d); pgshard stays in transaction mode with %d.
 - measured %s on %d CPUs (nproc), %s, load average %s before measuring; PostgreSQL %s, %s, %s.
-`, poolSize, strings.TrimPrefix(env.pgbouncer, "PgBouncer "), s.clients, poolSize,
+`, strings.TrimPrefix(env.pgbouncer, "PgBouncer "), s.clients, poolSize,
 		env.date, env.nproc, env.cpu, env.load, env.postgres, env.pgbouncer, env.goVer)
 	return b.String()
 }
