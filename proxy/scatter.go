@@ -118,8 +118,14 @@ func (s *session) scatter(d decision, body []byte) error {
 	}
 	err := s.gather(parts, sink, d.copies)
 	if d.write {
+		now := time.Now()
 		s.mu.Lock()
-		s.lastCommit = time.Now()
+		if s.lastCommit == nil {
+			s.lastCommit = map[int]time.Time{}
+		}
+		for _, sh := range d.shards {
+			s.lastCommit[sh] = now
+		}
 		s.mu.Unlock()
 	}
 	return err

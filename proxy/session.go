@@ -70,9 +70,9 @@ type session struct {
 	// no backend was held: they go to whichever backend the next message
 	// needs, ahead of it.
 	deferred []func(c *serverConn) error
-	// lastCommit is when the client's last write was known committed
-	// (reads on replicas must not miss it).
-	lastCommit time.Time
+	// lastCommit is, by shard, when the client's last write there was
+	// known committed (reads on that shard's replicas must not miss it).
+	lastCommit map[int]time.Time
 
 	// lostMidRound is set by backendLost when the client had sent part of
 	// an extended-protocol round; the session goroutine then skips to Sync.
@@ -1135,7 +1135,10 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 			s.commitPending()
 			if s.writePending {
 				s.writePending = false
-				s.lastCommit = time.Now()
+				if s.lastCommit == nil {
+					s.lastCommit = map[int]time.Time{}
+				}
+				s.lastCommit[c.p.shardIdx] = time.Now()
 			}
 		}
 		s.q.pop()

@@ -600,7 +600,7 @@ func (s *session) pickServer(shard int, write bool) int {
 		return 0
 	}
 	s.mu.Lock()
-	wrote := s.lastCommit
+	wrote := s.lastCommit[shard]
 	s.mu.Unlock()
 	return s.srv.pickReplica(s, shard, wrote)
 }
