@@ -32,7 +32,7 @@ fmt-check:
 	@files=$$(gofmt -l .); if [ -n "$$files" ]; then \
 		echo "gofmt: these files need formatting (make fmt):"; echo "$$files"; exit 1; fi
 
-## demo: pgshard on 127.0.0.1:6432 in front of PostgreSQL on 5433 (installs PostgreSQL if needed)
+## demo: pgshard on 127.0.0.1:6432 in front of 2 shards, each a primary and a streaming replica, on 5433-5436 (installs PostgreSQL if needed)
 demo: postgres build
 	$(GO) run ./test/demo
 

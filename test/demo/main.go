@@ -1,17 +1,35 @@
-// Command demo runs pgshard in front of a local PostgreSQL server, for
-// trying it by hand; `make demo` builds bin/pgshard and runs it from the
-// repository root.
+// Command demo runs pgshard in front of two local PostgreSQL shards, each a
+// primary with a streaming replica, holding a small sample schema, for
+// trying pgshard by hand; `make demo` builds bin/pgshard and runs it from
+// the repository root.
 //
-// It starts PostgreSQL with the test harness on 127.0.0.1:5433, keeping the
-// cluster in .demo/pg so that data survives between runs, creates the role
-// app (password app) and its database app, writes .demo/proxy.yaml with
-// that server as the one shard, and runs bin/pgshard on 127.0.0.1:6432 with
-// its output passed through. Ctrl-C or SIGTERM stops pgshard, then
-// PostgreSQL. It builds nothing itself.
+// With the test harness (test/pgtest) it starts, on 127.0.0.1:
 //
-// With -pg-bindir it only prints the directory of the PostgreSQL binaries
-// the demo and the tests use, or fails when there are none; the Makefile
-// asks it before offering to install PostgreSQL.
+//	shard s0: primary on 5433 (.demo/s0), replica on 5434 (.demo/s0-replica)
+//	shard s1: primary on 5435 (.demo/s1), replica on 5436 (.demo/s1-replica)
+//
+// each replica made once with pg_basebackup and streaming through a
+// physical replication slot, and waits until pg_stat_replication on each
+// primary shows its replica streaming. On each primary it creates the role
+// app (password app) and its database app, holding the sample schema:
+// users and orders spread over the shards by user id, countries copied to
+// both. It writes each sample row directly to the shard pgshard's routing
+// puts it (a hash of the user id, as PostgreSQL's PARTITION BY HASH does),
+// waits until the replicas have replayed it, and prints the rows each shard
+// holds. Then it writes .demo/proxy.yaml for those shards and runs
+// bin/pgshard on 127.0.0.1:6432, its output passed through, and prints
+// queries to try.
+//
+// The clusters stay in .demo between runs: a second run starts them again
+// and inserts only the sample rows that are missing, keeping whatever was
+// written through pgshard (rm -rf .demo starts afresh). Ctrl-C or SIGTERM
+// stops pgshard, then the servers. It builds nothing itself.
+//
+// With -shards-only it does all of that except running pgshard, and waits
+// for Ctrl-C with the shards up. With -pg-bindir it only prints the
+// directory of the PostgreSQL binaries the demo and the tests use, or fails
+// when there are none; the Makefile asks it before offering to install
+// PostgreSQL.
 package main
 
 import (
@@ -24,6 +42,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,17 +52,24 @@ import (
 const (
 	// listenAddr is where pgshard takes clients.
 	listenAddr = "127.0.0.1:6432"
-	// pgPort is the demo PostgreSQL's fixed port, next to the usual 5432 of
-	// a system cluster.
-	pgPort = 5433
 	// user, password and database are the demo's login, on the proxy and
-	// on the backend alike.
+	// on the backends alike.
 	user, password, database = "app", "app", "app"
 )
+
+// newShards lists the demo's shards, in the order of their hash
+// remainders, on fixed ports next to the usual 5432 of a system cluster.
+func newShards() []*shard {
+	return []*shard{
+		{name: "s0", primaryPort: 5433, replicaPort: 5434},
+		{name: "s1", primaryPort: 5435, replicaPort: 5436},
+	}
+}
 
 func main() {
 	printBinDir := flag.Bool("pg-bindir", false, "print the PostgreSQL bin directory the demo and tests use, and exit (status 1 when none is found)")
 	pgshard := flag.String("pgshard", "bin/pgshard", "the pgshard binary, relative to the repository root")
+	shardsOnly := flag.Bool("shards-only", false, "start and load the shards, but do not run pgshard; Ctrl-C stops them")
 	flag.Parse()
 	if *printBinDir {
 		dir, err := pgtest.BinDir()
@@ -54,13 +80,13 @@ func main() {
 		fmt.Println(dir)
 		return
 	}
-	if err := run(*pgshard); err != nil {
+	if err := run(*pgshard, *shardsOnly); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(pgshard string) (err error) {
+func run(pgshard string, shardsOnly bool) (err error) {
 	root, err := repoRoot()
 	if err != nil {
 		return err
@@ -68,40 +94,134 @@ func run(pgshard string) (err error) {
 	if !filepath.IsAbs(pgshard) {
 		pgshard = filepath.Join(root, pgshard)
 	}
-	if _, err := os.Stat(pgshard); err != nil {
-		return fmt.Errorf("%w; build it first with make build (make demo does)", err)
+	if !shardsOnly {
+		if _, err := os.Stat(pgshard); err != nil {
+			return fmt.Errorf("%w; build it first with make build (make demo does)", err)
+		}
 	}
 	demoDir := filepath.Join(root, ".demo")
 	// 0755: when we are root, PostgreSQL runs as the postgres OS user,
-	// which must reach .demo/pg.
+	// which must reach .demo/s0 and the others.
 	if err := os.MkdirAll(demoDir, 0o755); err != nil {
 		return err
+	}
+	if _, err := os.Stat(filepath.Join(demoDir, "pg", "data")); err == nil {
+		fmt.Println("demo: .demo/pg, the single server of an earlier demo, is no longer used; rm -rf .demo/pg frees its space")
 	}
 
 	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
 
-	fmt.Printf("demo: starting PostgreSQL on 127.0.0.1:%d (data in .demo/pg)\n", pgPort)
-	srv, err := pgtest.Start(ctx, pgtest.Options{Name: "demo", Dir: filepath.Join(demoDir, "pg"), Port: pgPort})
+	shards := newShards()
+	rows, err := sampleRows(len(shards))
 	if err != nil {
 		return err
 	}
 	defer func() {
-		fmt.Println("demo: stopping PostgreSQL (the data stays in .demo for next time)")
-		err = errors.Join(err, srv.Stop())
+		fmt.Println("demo: stopping the shards (the data stays in .demo for next time)")
+		err = errors.Join(err, stopShards(shards))
 	}()
-	if err := srv.CreateUserDB(ctx, user, password, database); err != nil {
+	for _, sh := range shards {
+		fmt.Printf("demo: %s: primary on 127.0.0.1:%d (.demo/%s), replica on 127.0.0.1:%d (.demo/%s)\n",
+			sh.name, sh.primaryPort, sh.name, sh.replicaPort, sh.replicaName())
+	}
+	if err := setUp(ctx, demoDir, shards, rows); err != nil {
+		if ctx.Err() != nil {
+			fmt.Println("\ndemo: interrupted")
+			return nil
+		}
 		return err
 	}
-	configPath := filepath.Join(demoDir, "proxy.yaml")
-	if err := os.WriteFile(configPath, []byte(proxyConfig(srv.Port())), 0o644); err != nil {
+	if err := printCounts(ctx, shards); err != nil {
 		return err
 	}
 
+	configPath := filepath.Join(demoDir, "proxy.yaml")
+	if err := os.WriteFile(configPath, []byte(proxyConfig(shards)), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("demo: wrote %s\n", relTo(root, configPath))
+	if shardsOnly {
+		printShards(root, shards)
+		fmt.Print("\nThe shards are running without pgshard (-shards-only); Ctrl-C stops them.\n\n")
+		<-ctx.Done()
+		stopSignals()
+		fmt.Println()
+		return nil
+	}
+	return runPgshard(ctx, stopSignals, pgshard, root, configPath, shards)
+}
+
+// setUp starts every shard, loads its sample rows and waits until its
+// replica has replayed them, the shards in parallel.
+func setUp(ctx context.Context, demoDir string, shards []*shard, rows []shardRows) error {
+	errs := make([]error, len(shards))
+	var wg sync.WaitGroup
+	for i, sh := range shards {
+		wg.Go(func() {
+			if errs[i] = sh.start(ctx, demoDir); errs[i] != nil {
+				return
+			}
+			inserted, err := sh.load(ctx, rows[i])
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			if inserted == (rowCounts{}) {
+				fmt.Printf("demo: %s: the sample rows are already there\n", sh.name)
+			} else {
+				fmt.Printf("demo: %s: inserted %d countries, %d users, %d orders\n", sh.name, inserted.countries, inserted.users, inserted.orders)
+			}
+			errs[i] = sh.waitReplayed(ctx)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// stopShards stops every shard, in parallel.
+func stopShards(shards []*shard) error {
+	errs := make([]error, len(shards))
+	var wg sync.WaitGroup
+	for i, sh := range shards {
+		wg.Go(func() { errs[i] = sh.stop() })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// printCounts prints the rows of the sample tables on each primary and
+// checks that its replica holds the same.
+func printCounts(ctx context.Context, shards []*shard) error {
+	fmt.Println("demo: rows on each shard (each replica streaming, and holding the same rows as its primary):")
+	fmt.Printf("  %-6s %-16s %-16s %6s %7s %10s\n", "shard", "primary", "replica", "users", "orders", "countries")
+	for _, sh := range shards {
+		onPrimary, err := countRows(ctx, sh.primary)
+		if err != nil {
+			return err
+		}
+		onReplica, err := countRows(ctx, sh.replica)
+		if err != nil {
+			return err
+		}
+		if onReplica != onPrimary {
+			return fmt.Errorf("%s holds %+v but its primary %+v", sh.replicaName(), onReplica, onPrimary)
+		}
+		fmt.Printf("  %-6s %-16s %-16s %6d %7d %10d\n", sh.name, sh.primary.Addr(), sh.replica.Addr(),
+			onPrimary.users, onPrimary.orders, onPrimary.countries)
+	}
+	return nil
+}
+
+// runPgshard runs pgshard with the config at configPath until ctx ends or
+// pgshard exits, showing the banner once it listens. stopSignals is called
+// once pgshard is being stopped, so that a second Ctrl-C kills the demo.
+func runPgshard(ctx context.Context, stopSignals func(), pgshard, root, configPath string, shards []*shard) error {
 	cmd := exec.Command(pgshard, "-config", configPath)
 	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.SysProcAttr = childAttr()
+	fmt.Printf("demo: starting pgshard on %s\n", listenAddr)
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -118,7 +238,7 @@ func run(pgshard string) (err error) {
 	case <-ctx.Done():
 	case <-listening(listenCtx):
 		if ctx.Err() == nil {
-			printBanner(srv, root, configPath)
+			printBanner(root, configPath, shards)
 		}
 		select {
 		case exitErr = <-exited:
@@ -131,6 +251,7 @@ func run(pgshard string) (err error) {
 	// Linux, pgshard and PostgreSQL).
 	stopSignals()
 	if exitedEarly {
+		fmt.Println("demo: go run ./test/demo -shards-only runs the shards without pgshard")
 		if exitErr == nil {
 			return errors.New("pgshard exited")
 		}
@@ -180,51 +301,6 @@ func stop(cmd *exec.Cmd, exited <-chan error) error {
 		<-exited
 		return errors.New("pgshard did not stop within 15s of SIGTERM; killed it")
 	}
-}
-
-func printBanner(srv *pgtest.Server, root, configPath string) {
-	rel := func(p string) string {
-		if r, err := filepath.Rel(root, p); err == nil {
-			return r
-		}
-		return p
-	}
-	host, port, _ := net.SplitHostPort(listenAddr)
-	fmt.Printf(`
-pgshard demo is running.
-
-  connect:    psql -h %s -p %s -U %s %s   (password: %s)
-  the shard:  psql -h %s -p %d -U postgres %s   (PostgreSQL itself, no password)
-  config:     %s
-  server log: %s
-
-Ctrl-C stops pgshard, then PostgreSQL; the data stays in .demo (rm -rf .demo starts afresh).
-
-`, host, port, user, database, password, srv.Host(), srv.Port(), database, rel(configPath), rel(srv.LogPath()))
-}
-
-// proxyConfig is the demo's pgshard configuration; the keys are those of
-// proxy.yaml.example, and the others take their defaults.
-func proxyConfig(pgPort int) string {
-	return fmt.Sprintf(`# Written by the demo (make demo) at every run; edits are lost.
-# Keys not set here take their defaults: see proxy.yaml.example.
-listen: %q
-pool_mode: transaction
-
-users:
-  - name: %s
-    password: %s
-    auth: scram-sha-256
-
-databases:
-  - name: %s
-    backend_user: %s
-    backend_password: %s
-    pool_size: 20
-    shards:
-      - name: s0
-        primary: "postgres://127.0.0.1:%d/%s"
-`, listenAddr, user, password, database, user, password, pgPort, database)
 }
 
 // repoRoot is the nearest directory at or above the working directory
