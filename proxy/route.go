@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -141,7 +142,7 @@ func (rt *routes) method(spec TableRule, ru routing.Rule, cat catalog) (routing.
 	if typName == "" {
 		table := spec.Name
 		if spec.Pattern != "" {
-			for _, name := range slices.Sorted(mapsKeys(cat)) {
+			for _, name := range slices.Sorted(maps.Keys(cat)) {
 				bare := name
 				if _, n, ok := strings.Cut(name, "."); ok {
 					bare = n
@@ -196,16 +197,6 @@ func orPattern(spec TableRule) string {
 	return "matching " + spec.Pattern
 }
 
-func mapsKeys[M ~map[string]V, V any](m M) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
 // learn reads the shard key columns of the shards' tables from the
 // primaries' catalogs (at most once per learnInterval) and rebuilds the
 // router. connect opens a connection to a shard's primary.
@@ -217,8 +208,6 @@ func (rt *routes) learn(ctx context.Context, connect func(ctx context.Context, s
 	}
 	rt.learnedAt = time.Now()
 	var keys []string
-	var shards []int
-	r := rt.router.Load()
 	for _, spec := range rt.specs {
 		if !spec.Replicated {
 			keys = append(keys, "'"+strings.ReplaceAll(strings.ToLower(spec.Key), "'", "''")+"'")
@@ -229,8 +218,8 @@ func (rt *routes) learn(ctx context.Context, connect func(ctx context.Context, s
 	}
 	// The default shard first, then the others: a rule's tables live on
 	// its shards, which need not include the default one.
-	shards = append(shards, rt.def)
-	for j := range r.Shards() {
+	shards := []int{rt.def}
+	for j := range rt.shards {
 		if !slices.Contains(shards, j) {
 			shards = append(shards, j)
 		}

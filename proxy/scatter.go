@@ -75,8 +75,7 @@ func (s *session) scatter(d decision, body []byte) error {
 			}
 			p.c.sink.Store(nil)
 			if p.done {
-				p.c.params = maps.Clone(s.params)
-				s.giveBack(p.c)
+				s.giveBack(p.c) // its params were brought in line when sent
 			} else {
 				p.c.p.Discard(p.c)
 				p.c.Close()

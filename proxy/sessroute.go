@@ -156,10 +156,7 @@ func (s *session) routeNotice(shards []int, replica bool) {
 	if replica {
 		role = "replica"
 	}
-	n := &pgError{Severity: "NOTICE", Code: "00000", Message: fmt.Sprintf("routed to %s (%s)", strings.Join(names, ", "), role)}
-	b := appendErrorResponse(nil, n)
-	b[0] = 'N'
-	s.reply(entry{kind: eFake, fake: b})
+	s.reply(entry{kind: eFake, fake: appendNotice(nil, "NOTICE", "00000", fmt.Sprintf("routed to %s (%s)", strings.Join(names, ", "), role))})
 }
 
 // settingValue returns the value a SET statement gives, unquoted.
@@ -221,7 +218,7 @@ func (s *session) pgshardSetting(st parser.Statement) (bool, error) {
 	}
 	if st.Kind == parser.SetLocal && !s.inTx() {
 		h.shard, h.key = "", ""
-		s.reply(entry{kind: eFake, fake: appendNoticeWarning("SET LOCAL can only be used in transaction blocks"), readyAfter: false})
+		s.reply(entry{kind: eFake, fake: appendNotice(nil, "WARNING", "25P01", "SET LOCAL can only be used in transaction blocks")})
 	}
 	if st.Kind == parser.Reset {
 		s.localHint = hints{}
@@ -229,9 +226,11 @@ func (s *session) pgshardSetting(st parser.Statement) (bool, error) {
 	return true, s.replyTag(tag)
 }
 
-func appendNoticeWarning(msg string) []byte {
-	b := appendErrorResponse(nil, &pgError{Severity: "WARNING", Code: "25P01", Message: msg})
-	b[0] = 'N'
+// appendNotice appends a NoticeResponse of pgshard's own.
+func appendNotice(b []byte, severity, code, msg string) []byte {
+	n := len(b)
+	b = appendErrorResponse(b, &pgError{Severity: severity, Code: code, Message: msg})
+	b[n] = 'N'
 	return b
 }
 
@@ -295,8 +294,7 @@ func (s *session) routeQuery(body []byte, sql string, stmts []parser.Statement) 
 		}
 	}
 	if s.vtxFailed {
-		return nil, &pgError{Severity: "ERROR", Code: codeInFailedTx,
-			Message: "current transaction is aborted, commands ignored until end of transaction block"}
+		return nil, errAbortedTx
 	}
 	as, err := s.srv.cache.Analyze(sql)
 	if err != nil {
@@ -416,7 +414,8 @@ func (s *session) virtualTx(st parser.Statement) (bool, error) {
 	case s.vtx == nil:
 		return false, nil
 	case st.Kind == parser.Begin:
-		return true, s.replyWarning("BEGIN", "there is already a transaction in progress", "25001")
+		s.reply(entry{kind: eFake, fake: appendNotice(nil, "WARNING", "25001", "there is already a transaction in progress")})
+		return true, s.replyStatus("BEGIN", 'T')
 	case st.Kind == parser.Commit || st.Kind == parser.Rollback:
 		tag := "COMMIT"
 		if st.Kind == parser.Rollback || s.vtxFailed {
@@ -453,13 +452,6 @@ func (s *session) replyStatus(tag string, status byte) error {
 	b = appendReadyForQuery(b, status)
 	s.reply(entry{kind: eFake, fake: b})
 	return nil
-}
-
-func (s *session) replyWarning(tag, msg, code string) error {
-	w := appendErrorResponse(nil, &pgError{Severity: "WARNING", Code: code, Message: msg})
-	w[0] = 'N'
-	s.reply(entry{kind: eFake, fake: w})
-	return s.replyStatus(tag, 'T')
 }
 
 // sendTo picks the server for a decision and attaches it; several shards
@@ -533,14 +525,11 @@ func (s *session) shardNames(shards []int) string {
 // parameters are known, and returns the backend to run it on.
 func (s *session) routeBind(st *clientStmt, params []byte) (*serverConn, error) {
 	if s.vtxFailed {
-		return nil, &pgError{Severity: "ERROR", Code: codeInFailedTx,
-			Message: "current transaction is aborted, commands ignored until end of transaction block"}
+		return nil, errAbortedTx
 	}
 	as, err := s.srv.cache.Analyze(st.query)
-	if err != nil {
-		return s.use(s.pool)
-	}
-	if len(as) != 1 {
+	if err != nil || len(as) != 1 {
+		// PostgreSQL reports the error (or refuses several statements).
 		return s.use(s.pool)
 	}
 	p, err := parseBindParams(params)
@@ -586,6 +575,11 @@ func (s *session) attachAny() (*serverConn, error) {
 	}
 	return s.attachBound(false)
 }
+
+// errAbortedTx refuses statements in a transaction pgshard failed before
+// it reached a backend, as PostgreSQL does in an aborted transaction.
+var errAbortedTx = &pgError{Severity: "ERROR", Code: codeInFailedTx,
+	Message: "current transaction is aborted, commands ignored until end of transaction block"}
 
 // errHandled means the error reply is already on its way to the client.
 var errHandled = errors.New("handled")

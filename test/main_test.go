@@ -96,9 +96,16 @@ func startProxy(t testing.TB, pc proxyConfig) *testProxy {
 	if pc.edit != nil {
 		pc.edit(&opts)
 	}
+	return serveProxy(t, opts)
+}
+
+// serveProxy runs a pgshard server with opts on a free port of 127.0.0.1
+// until the test ends.
+func serveProxy(t testing.TB, opts proxy.Options) *testProxy {
+	t.Helper()
 	srv, err := proxy.NewServer(opts)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("proxy.NewServer: %v", err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

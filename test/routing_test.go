@@ -21,7 +21,6 @@ import (
 	"maps"
 	"math"
 	"math/rand/v2"
-	"net"
 	"regexp"
 	"slices"
 	"strconv"
@@ -35,7 +34,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgshard/pgshard/config"
-	"github.com/pgshard/pgshard/proxy"
 	"github.com/pgshard/pgshard/test/pgtest"
 )
 
@@ -232,37 +230,6 @@ func startRoutingProxy(t testing.TB, rc *routingCluster, o routingOptions) *test
 		t.Fatalf("ProxyOptions: %v", err)
 	}
 	return serveProxy(t, opts)
-}
-
-// serveProxy runs a pgshard server with opts on a free port of 127.0.0.1
-// until the test ends.
-func serveProxy(t testing.TB, opts proxy.Options) *testProxy {
-	t.Helper()
-	srv, err := proxy.NewServer(opts)
-	if err != nil {
-		t.Fatalf("proxy.NewServer (three shards, routing rules): %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("proxy: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("proxy did not shut down within 10s")
-		}
-	})
-	addr := ln.Addr().String()
-	host, port, _ := net.SplitHostPort(addr)
-	return &testProxy{srv: srv, addr: addr, host: host, port: port}
 }
 
 // --- Direct checks on the shards
