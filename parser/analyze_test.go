@@ -566,15 +566,29 @@ func TestConcat(t *testing.T) {
 }
 
 func TestSplitInsert(t *testing.T) {
-	got, err := SplitInsert("insert into users (name, id) values ('a', 1), ('b', $1), ('c', 3) returning id", func(i int) bool { return i != 1 })
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		sql    string
+		keep   func(int) bool
+		want   string
+		params []int
+	}{
+		{"insert into users (name, id) values ('a', 1), ('b', $1), ('c', 3) returning id", func(i int) bool { return i != 1 },
+			"INSERT INTO users (name, id) VALUES ('a', 1), ('c', 3) RETURNING id", nil},
+		{"insert into users (id, name) values ($1, $2), ($3, $4), ($5, $6)", func(i int) bool { return i != 0 },
+			"INSERT INTO users (id, name) VALUES ($1, $2), ($3, $4)", []int{3, 4, 5, 6}},
+		{"insert into users (id, name) values ($3, $1), ($4, $1) on conflict (id) do update set name = $2 returning $5::int",
+			func(i int) bool { return i == 1 },
+			"INSERT INTO users (id, name) VALUES ($3, $1) ON CONFLICT (id) DO UPDATE SET name = $2 RETURNING $4::int", []int{1, 2, 4, 5}},
+	} {
+		got, params, err := SplitInsert(tc.sql, tc.keep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != tc.want || fmt.Sprint(params) != fmt.Sprint(tc.params) {
+			t.Errorf("%s:\ngot  %q %v\nwant %q %v", tc.sql, got, params, tc.want, tc.params)
+		}
 	}
-	want := "INSERT INTO users (name, id) VALUES ('a', 1), ('c', 3) RETURNING id"
-	if got != want {
-		t.Fatalf("got %q, want %q", got, want)
-	}
-	if _, err := SplitInsert("insert into t select 1", func(int) bool { return true }); err == nil {
+	if _, _, err := SplitInsert("insert into t select 1", func(int) bool { return true }); err == nil {
 		t.Fatal("INSERT ... SELECT split without error")
 	}
 }
