@@ -490,8 +490,10 @@ type decision struct {
 	// concat: the rows of several shards together are the result.
 	concat bool
 	// split, for an INSERT whose rows live on several shards, is the
-	// statement for each of shards.
-	split []string
+	// statement for each of shards; splitParams lists, for each, the
+	// original numbers of the parameters it keeps (renumbered from $1).
+	split       []string
+	splitParams [][]int
 	// reject, when set, refuses the statements (SQLSTATE 0A000).
 	reject string
 	// copies: a write to every copy of a replicated table.
@@ -538,11 +540,12 @@ func (rt *routes) decide(r *routing.Router, as []parser.Analysis, p *bindParams,
 		d.concat = d.concat && (a.Concat || plan.Kind == routing.Broadcast)
 		if len(shards) > 1 && rows != nil && len(as) == 1 {
 			for _, sh := range shards {
-				stmt, err := parser.SplitInsert(sql, func(i int) bool { return rows[i] == sh })
+				stmt, params, err := parser.SplitInsert(sql, func(i int) bool { return rows[i] == sh })
 				if err != nil {
 					return decision{}, err
 				}
 				d.split = append(d.split, stmt)
+				d.splitParams = append(d.splitParams, params)
 			}
 		}
 		if plan.Kind == routing.Broadcast {

@@ -62,10 +62,156 @@ type scatterPart struct {
 // scatter runs the Query in body on each shard of d and writes the
 // combined result to the client.
 func (s *session) scatter(d decision, body []byte) error {
+	sql := bodyString(body)
+	return s.scatterRun(d, false, func(i int, b []byte) []byte {
+		if d.split != nil {
+			return appendQuery(b, d.split[i])
+		}
+		return appendQuery(b, sql)
+	})
+}
+
+// extScatter is a multi-shard statement of the extended protocol, held
+// from its Bind until the client's Execute (or Sync) says what to run.
+type extScatter struct {
+	d        decision
+	query    string
+	types    []byte // the Parse's parameter type section
+	params   []byte // the Bind from its parameter format codes on
+	portal   string
+	describe bool // the client sent Describe of the portal
+}
+
+// holdScatter answers the messages of the extended protocol that arrive
+// while a multi-shard Bind waits for its Execute. It reports whether it
+// handled the message.
+func (s *session) holdScatter(typ byte, body []byte) (bool, error) {
+	x := s.xscatter
+	portal, rest, _ := cstring(body)
+	switch {
+	case typ == 'D' && len(body) > 1 && body[0] == 'P' && string(portal[1:]) == x.portal:
+		x.describe = true
+		return true, nil
+	case typ == 'E' && string(portal) == x.portal:
+		s.xscatter = nil
+		if len(rest) < 4 || binary.BigEndian.Uint32(rest) != 0 {
+			return true, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+				Message: "cannot fetch the rows of a multi-shard statement in batches (Execute with a row limit)",
+				Hint:    "Fetch all rows at once, or pin the statement to one shard key."}
+		}
+		return true, s.scatterExt(x, true)
+	case typ == 'S':
+		s.xscatter = nil
+		return false, s.scatterExt(x, false) // Bind without Execute; then the Sync
+	}
+	s.xscatter = nil
+	return true, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+		Message: "a multi-shard statement in the extended query protocol must be followed by Describe and Execute of its portal, then Sync",
+		Hint:    "Send Bind, Describe, Execute and Sync together, or pin the statement to one shard key."}
+}
+
+// scatterExt runs a held multi-shard statement on its shards: Parse, Bind,
+// Describe if asked and Execute if exec, each closed by a Sync of
+// pgshard's own. The client's own Sync follows.
+func (s *session) scatterExt(x *extScatter, exec bool) error {
+	return s.scatterRun(x.d, true, func(i int, b []byte) []byte {
+		query, types, params := x.query, x.types, x.params
+		if x.d.split != nil {
+			keep := x.d.splitParams[i]
+			query, types, params = x.d.split[i], cutTypes(types, keep), cutBind(params, keep)
+		}
+		b = appendMsg3(b, 'P', []byte{0}, []byte(query), []byte{0}, types)
+		b = appendMsg3(b, 'B', []byte{0, 0}, params)
+		if x.describe {
+			b = appendMsg3(b, 'D', []byte{'P', 0})
+		}
+		if exec {
+			b = appendMsg3(b, 'E', []byte{0, 0, 0, 0, 0})
+		}
+		return append(b, msgSync...)
+	})
+}
+
+// appendMsg3 appends a message whose body is the concatenation of parts.
+func appendMsg3(b []byte, typ byte, parts ...[]byte) []byte {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	b = appendHeader(b, typ, n)
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	return b
+}
+
+// cutTypes keeps, of a Parse's parameter type section, the types of the
+// parameters numbered in keep (1-based), in that order.
+func cutTypes(types []byte, keep []int) []byte {
+	n := 0
+	if len(types) >= 2 {
+		n = int(binary.BigEndian.Uint16(types))
+	}
+	out := binary.BigEndian.AppendUint16(nil, uint16(len(keep)))
+	for _, k := range keep {
+		var oid uint32 // unspecified: the server infers it
+		if k <= n && len(types) >= 2+4*k {
+			oid = binary.BigEndian.Uint32(types[2+4*(k-1):])
+		}
+		out = binary.BigEndian.AppendUint32(out, oid)
+	}
+	return out
+}
+
+// cutBind keeps, of a Bind's section from the parameter format codes on,
+// the parameters numbered in keep (1-based), in that order. The caller has
+// checked the section with parseBindParams.
+func cutBind(params []byte, keep []int) []byte {
+	p, err := parseBindParams(params)
+	if err != nil {
+		return params
+	}
+	nf := int(binary.BigEndian.Uint16(params))
+	rest := params[2+2*nf+2:]
+	for range p.values {
+		l := int32(binary.BigEndian.Uint32(rest))
+		rest = rest[4:]
+		if l > 0 {
+			rest = rest[l:]
+		}
+	}
+	var out []byte
+	if len(p.formats) <= 1 {
+		out = append(out, params[:2+2*nf]...)
+	} else {
+		out = binary.BigEndian.AppendUint16(out, uint16(len(keep)))
+		for _, k := range keep {
+			out = binary.BigEndian.AppendUint16(out, uint16(p.format(k-1)))
+		}
+	}
+	out = binary.BigEndian.AppendUint16(out, uint16(len(keep)))
+	for _, k := range keep {
+		v := []byte(nil)
+		if k <= len(p.values) {
+			v = p.values[k-1]
+		}
+		if v == nil {
+			out = binary.BigEndian.AppendUint32(out, 0xFFFFFFFF)
+			continue
+		}
+		out = binary.BigEndian.AppendUint32(out, uint32(len(v)))
+		out = append(out, v...)
+	}
+	return append(out, rest...) // the result format codes
+}
+
+// scatterRun runs a statement on each shard of d at once: msgs appends
+// what to send to the i-th shard. The shards' replies reach the client as
+// one result; extended says they are of the extended protocol.
+func (s *session) scatterRun(d decision, extended bool, msgs func(i int, b []byte) []byte) error {
 	if err := s.letGo(); err != nil {
 		return err
 	}
-	s.routeNotice(d.shards, false)
 	sink := &scatterSink{msgs: make(chan scatterMsg, 64)}
 	parts := make([]*scatterPart, 0, len(d.shards))
 	release := func() {
@@ -83,19 +229,15 @@ func (s *session) scatter(d decision, body []byte) error {
 		}
 	}
 	defer release()
-	sql := bodyString(body)
 	home := s.pool
 	defer func() { s.pool = home }()
+	servers := make([]int, len(d.shards))
 	for i, sh := range d.shards {
-		pool, err := s.poolFor(sh, 0)
+		c, server, err := s.acquireFor(sh, d.write)
 		if err != nil {
 			return err
 		}
-		s.pool = pool
-		c, err := s.acquire()
-		if err != nil {
-			return err
-		}
+		servers[i] = server
 		p := &scatterPart{c: c}
 		parts = append(parts, p)
 		c.sink.Store(sink)
@@ -105,17 +247,14 @@ func (s *session) scatter(d decision, body []byte) error {
 			p.skipZ = 1
 			c.params = maps.Clone(s.params)
 		}
-		q := sql
-		if d.split != nil {
-			q = d.split[i]
-		}
 		c.unnamed = 0
-		b = appendQuery(b, q)
+		b = msgs(i, b)
 		if _, err := c.bw.Write(b); err == nil {
 			err = c.bw.Flush()
 		}
 	}
-	err := s.gather(parts, sink, d.copies)
+	s.routeNotice(d.shards, servers)
+	err := s.gather(parts, sink, d.copies, extended)
 	if d.write {
 		now := time.Now()
 		s.mu.Lock()
@@ -130,13 +269,36 @@ func (s *session) scatter(d decision, body []byte) error {
 	return err
 }
 
+// acquireFor takes a connection to the server of shard that a statement
+// outside a transaction reads from (a replica, when the split allows) or
+// writes to, and reports which server that is.
+func (s *session) acquireFor(shard int, write bool) (*serverConn, int, error) {
+	server := s.pickServer(shard, write)
+	for {
+		pool, err := s.poolFor(shard, server)
+		if err != nil {
+			return nil, 0, err
+		}
+		s.pool = pool
+		c, err := s.acquire()
+		if err == nil || server == 0 {
+			return c, server, err
+		}
+		// The replica is unusable: the primary serves the read.
+		s.srv.replicaFailed(s.db, pool)
+		server = 0
+	}
+}
+
 // gather relays the shards' replies to the client as one result. copies
 // says the shards ran the same write on copies of one table: the first
-// shard's rows and tag stand for all.
-func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies bool) error {
+// shard's rows and tag stand for all. In the extended protocol (extended)
+// the client's Sync, not this, brings ReadyForQuery.
+func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies, extended bool) error {
 	var (
-		desc    []byte // the RowDescription sent, if any
-		firstE  []byte // the first error
+		desc    []byte            // the RowDescription sent, if any
+		sent    = map[byte]bool{} // the one-per-result replies sent
+		firstE  []byte            // the first error
 		pending = len(parts)
 		out     []byte
 	)
@@ -207,6 +369,15 @@ func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies bool) e
 					flush()
 				}
 			}
+		case '2', 'n', 'I':
+			// BindComplete, NoData, EmptyQueryResponse: once for all.
+			if !sent[m.typ] && firstE == nil {
+				sent[m.typ] = true
+				out = appendMsg(out, m.typ, m.body)
+			}
+		case '1':
+			// ParseComplete of pgshard's own Parse: the client's was
+			// answered when it was sent.
 		case 'C':
 			p.tag = string(bytes.TrimRight(m.body, "\x00"))
 		case 'E':
@@ -218,7 +389,7 @@ func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies bool) e
 		case 'Z':
 			p.done = true
 			pending--
-		case 'S', 'I':
+		case 'S':
 		default:
 			if firstE == nil {
 				firstE = appendErrorResponse(nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
@@ -226,16 +397,24 @@ func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies bool) e
 			}
 		}
 	}
-	if firstE != nil {
-		out = append(out, firstE...)
-	} else {
-		var tags []string
-		for _, p := range parts {
+	var tags []string
+	for _, p := range parts {
+		if p.tag != "" {
 			tags = append(tags, p.tag)
 		}
+	}
+	switch {
+	case firstE != nil:
+		out = append(out, firstE...)
+		if extended {
+			s.skipToSync = true // as the server skips to Sync after an error
+		}
+	case len(tags) > 0:
 		out = appendCommandComplete(out, combineTags(tags, !copies))
 	}
-	out = appendReadyForQuery(out, 'I')
+	if !extended {
+		out = appendReadyForQuery(out, 'I')
+	}
 	flush()
 	s.wmu.Lock()
 	if s.clientErr == nil {

@@ -49,13 +49,15 @@ type session struct {
 	startup map[string]string
 
 	// Owned by the session goroutine.
-	body        []byte
-	out         []byte
-	stmts       map[string]*clientStmt
-	unnamed     *clientStmt // the client's unnamed statement, if any
-	unnamedTok  uint64      // identifies it on a backend
-	portals     map[string]parser.Statement
-	skipToSync  bool // a proxy error in the extended protocol: discard until Sync
+	body       []byte
+	out        []byte
+	stmts      map[string]*clientStmt
+	unnamed    *clientStmt // the client's unnamed statement, if any
+	unnamedTok uint64      // identifies it on a backend
+	portals    map[string]parser.Statement
+	skipToSync bool // a proxy error in the extended protocol: discard until Sync
+	// xscatter is a multi-shard statement bound but not yet executed.
+	xscatter    *extScatter
 	wroteDirect bool
 	// Routing state (rt != nil).
 	hint      hints // SET pgshard.shard / pgshard.key
@@ -97,7 +99,13 @@ type session struct {
 	// unsynced: an Execute was sent after the last Sync. Its implicit
 	// transaction is open on the backend, and a Sync by anyone would
 	// commit it.
-	unsynced    bool
+	unsynced bool
+	// openRound: extended-protocol messages were sent after the last Sync
+	// (a Parse alone opens an implicit transaction that holds locks).
+	// roundErr: the server failed one of them; PostgreSQL skips the rest
+	// of the client's round.
+	openRound   bool
+	roundErr    bool
 	pinned      bool // session state lives on this backend: keep it
 	failedTx    bool // the backend died inside a transaction block
 	failedRound bool // the server reported an error and skips to Sync
@@ -112,9 +120,10 @@ type session struct {
 	// writePending: a write was sent and lastCommit is due at the next
 	// ReadyForQuery outside a transaction.
 	writePending bool
-	// vtxOpen mirrors vtx != nil for the reader: the client is in a
+	// vtxStatus mirrors vtx for the reader: 'T' or 'E' (failed) while the
+	// client is in a
 	// transaction no backend knows of yet.
-	vtxOpen bool
+	vtxStatus byte
 }
 
 // clientStmt is a statement the client prepared under its own name.
@@ -199,6 +208,15 @@ func (s *session) dispatch(typ byte, body []byte) error {
 		s.skipToSync = true
 	}
 	s.forgetUnparsed()
+	if s.xscatter != nil {
+		done, err := s.holdScatter(typ, body)
+		if done {
+			return err
+		}
+		if err != nil && err != errHandled {
+			s.replyError('B', err) // in the Bind's place; then the Sync
+		}
+	}
 	if s.skipToSync {
 		switch typ {
 		case 'S':
@@ -259,7 +277,7 @@ func (s *session) forgetUnparsed() {
 func (s *session) replyError(typ byte, err error) {
 	if len(s.deferred) > 0 {
 		// Parses before the failed message happened first.
-		if _, aerr := s.use(s.pool); aerr != nil {
+		if _, aerr := s.attachAny(); aerr != nil {
 			s.deferred = nil
 		}
 	}
@@ -408,9 +426,11 @@ func (s *session) push(c *serverConn, e entry) error {
 	}
 	switch e.kind {
 	case eExecute:
-		s.unsynced = true
-	case eSync:
-		s.unsynced = false
+		s.unsynced, s.openRound = true, true
+	case eSync, eQuery:
+		s.unsynced, s.openRound = false, false
+	case eParse, eBind, eDescribe, eClose:
+		s.openRound = true
 	}
 	s.q.push(e)
 	return nil
@@ -498,7 +518,7 @@ func (s *session) endBatch() {
 
 // releasableLocked reports whether the backend may go back to the pool.
 func (s *session) releasableLocked() bool {
-	return s.backend != nil && s.q.len() == 0 && s.txStatus == 'I' && !s.copyIn && !s.unsynced &&
+	return s.backend != nil && s.q.len() == 0 && s.txStatus == 'I' && !s.copyIn && !s.unsynced && !s.openRound &&
 		s.mode != PoolSession && !s.pinned
 }
 
@@ -508,6 +528,7 @@ func (s *session) detachLocked() *serverConn {
 	c := s.backend
 	s.backend = nil
 	s.unsynced = false
+	s.openRound = false
 	c.owner.Store(nil)
 	if s.connUnknown {
 		c.params = nil
@@ -787,7 +808,7 @@ func (s *session) bind(body []byte) error {
 			_, _, err := s.resolve(nil, name)
 			return err
 		}
-		if c, err = s.routeBind(st, params); c == nil {
+		if c, err = s.routeBind(st, portal, params); c == nil {
 			return err
 		}
 	} else if c, err = s.attach(); err != nil {
@@ -1108,7 +1129,7 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 		case eSync, eQuery, eFunction:
 		default:
 			// The server skips to the next Sync; so does the queue.
-			s.failedRound = true
+			s.failedRound, s.roundErr = true, true
 			s.dropFailed(c)
 		}
 	case 'Z':
@@ -1122,11 +1143,14 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 			return fmt.Errorf("unexpected ReadyForQuery from server")
 		}
 		forward = !e.swallow
+		if forward {
+			s.roundErr = false // the client's round is over
+		}
 		status := byte('I')
 		if len(body) > 0 {
 			status = body[0]
-			if s.vtxOpen && status == 'I' {
-				body[0] = 'T' // the client's own transaction, not bound yet
+			if s.vtxStatus != 0 && status == 'I' {
+				body[0] = s.vtxStatus // the client's own transaction, not bound yet
 			}
 		}
 		s.txStatus = status

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -79,6 +80,13 @@ func (s *session) releaseHeld(p *backendPool) error {
 		}
 		return s.crossShard(fmt.Sprintf("%s on shard %s, and this statement needs %s", why, c.p.shard, need))
 	}
+	if s.openRound {
+		// Close the round the client left open here (Parse or Describe
+		// without Sync), so that its implicit transaction ends.
+		s.openRound = false
+		s.q.push(entry{kind: eSync, swallow: true})
+		s.write(c, msgSync)
+	}
 	var wait chan struct{}
 	if s.q.len() > 0 {
 		wait = make(chan struct{})
@@ -102,9 +110,17 @@ func (s *session) releaseHeld(p *backendPool) error {
 		s.releasePending = false
 	}
 	s.holding = false
+	failed := s.roundErr
+	s.roundErr = false
 	s.mu.Unlock()
 	if rel != nil {
 		s.giveBack(rel)
+	}
+	if failed {
+		// The server failed a message of this round: PostgreSQL would
+		// skip the rest of it, this message included.
+		s.skipToSync = true
+		return errHandled
 	}
 	return nil
 }
@@ -121,7 +137,7 @@ func (s *session) attachBound(bind bool) (*serverConn, error) {
 		s.vtx = nil
 		s.internalQuery(c, sql, false, nil)
 		s.mu.Lock()
-		s.inBlock, s.vtxOpen = true, false
+		s.inBlock, s.vtxStatus = true, 0
 		s.mu.Unlock()
 	}
 	for len(s.deferred) > 0 {
@@ -143,20 +159,35 @@ func (s *session) crossShard(why string) error {
 		Hint:    "Keep each transaction on one shard: pin its statements to one shard key, or use a pgshard hint."}
 }
 
-// routeNotice queues the NOTICE that says where a statement goes.
-func (s *session) routeNotice(shards []int, replica bool) {
+// routeNotice queues the NOTICE that says where a statement goes: to
+// each shard's primary (server 0) or a replica.
+func (s *session) routeNotice(shards, servers []int) {
 	if !s.db.RouteNotices {
 		return
 	}
-	names := make([]string, len(shards))
+	roles := make([]string, len(shards))
+	for i := range shards {
+		roles[i] = "primary"
+		if servers[i] > 0 {
+			roles[i] = "replica"
+		}
+	}
+	mixed := slices.Contains(roles, "primary") && slices.Contains(roles, "replica")
+	var b strings.Builder
+	b.WriteString("routed to ")
 	for i, sh := range shards {
-		names[i] = s.db.Shards[sh].Name
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(s.db.Shards[sh].Name)
+		if mixed {
+			b.WriteString(" (" + roles[i] + ")")
+		}
 	}
-	role := "primary"
-	if replica {
-		role = "replica"
+	if !mixed {
+		b.WriteString(" (" + roles[0] + ")")
 	}
-	s.reply(entry{kind: eFake, fake: appendNotice(nil, "NOTICE", "00000", fmt.Sprintf("routed to %s (%s)", strings.Join(names, ", "), role))})
+	s.reply(entry{kind: eFake, fake: appendNotice(nil, "NOTICE", "00000", b.String())})
 }
 
 // settingValue returns the value a SET statement gives, unquoted.
@@ -256,15 +287,15 @@ func (s *session) currentHints() hints {
 func (s *session) endTx() {
 	s.localHint = hints{}
 	s.vtx, s.vtxFailed = nil, false
-	s.setVtxOpen(false)
+	s.setVtxStatus(0)
 }
 
-// setVtxOpen tells the backend reader whether the client is in a
+// setVtxStatus tells the backend reader whether the client is in a
 // transaction no backend knows of, so that a round run on a backend
 // outside it still reports the client's status.
-func (s *session) setVtxOpen(open bool) {
+func (s *session) setVtxStatus(status byte) {
 	s.mu.Lock()
-	s.vtxOpen = open
+	s.vtxStatus = status
 	s.mu.Unlock()
 }
 
@@ -350,6 +381,7 @@ func (s *session) refuse(err error) error { return s.refuseIn(err, false) }
 func (s *session) refuseIn(err error, extended bool) error {
 	if s.vtx != nil {
 		s.vtxFailed = true
+		s.setVtxStatus('E')
 		return err
 	}
 	s.mu.Lock()
@@ -405,7 +437,7 @@ func (s *session) virtualTx(st parser.Statement) (bool, error) {
 	switch {
 	case st.Kind == parser.Begin && s.vtx == nil:
 		s.vtx = []string{st.Text}
-		s.setVtxOpen(true)
+		s.setVtxStatus('T')
 		tag := "BEGIN"
 		if strings.HasPrefix(strings.ToUpper(strings.TrimSpace(st.Text)), "START") {
 			tag = "START TRANSACTION"
@@ -429,7 +461,7 @@ func (s *session) virtualTx(st parser.Statement) (bool, error) {
 		s.endTx()
 		if chain {
 			s.vtx = []string{first}
-			s.setVtxOpen(true)
+			s.setVtxStatus('T')
 			return true, s.replyStatus(tag, 'T')
 		}
 		return true, s.replyStatus(tag, 'I')
@@ -458,11 +490,8 @@ func (s *session) replyStatus(tag string, status byte) error {
 // run the Query there and then (scatter).
 func (s *session) sendTo(d decision, body []byte, extended bool) (*serverConn, error) {
 	if len(d.shards) > 1 {
-		if s.inTx() {
-			return nil, s.refuseIn(s.crossShard(fmt.Sprintf("it needs shards %s inside a transaction", s.shardNames(d.shards))), extended)
-		}
-		if !d.concat {
-			return nil, s.crossShard(fmt.Sprintf("it needs shards %s and its rows would have to be merged (ORDER BY, LIMIT, DISTINCT, GROUP BY or aggregates); pin one shard key", s.shardNames(d.shards)))
+		if err := s.canScatter(d, extended); err != nil {
+			return nil, err
 		}
 		return nil, s.scatter(d, body)
 	}
@@ -509,8 +538,20 @@ func (s *session) sendTo(d decision, body []byte, extended bool) (*serverConn, e
 	if d.write {
 		s.noteWrite()
 	}
-	s.routeNotice([]int{shard}, server > 0)
+	s.routeNotice([]int{shard}, []int{server})
 	return c, nil
+}
+
+// canScatter refuses a multi-shard statement pgshard cannot run on its
+// shards at once.
+func (s *session) canScatter(d decision, extended bool) error {
+	if s.inTx() {
+		return s.refuseIn(s.crossShard(fmt.Sprintf("it needs shards %s inside a transaction", s.shardNames(d.shards))), extended)
+	}
+	if !d.concat {
+		return s.crossShard(fmt.Sprintf("it needs shards %s and its rows would have to be merged (ORDER BY, LIMIT, DISTINCT, GROUP BY or aggregates); pin one shard key", s.shardNames(d.shards)))
+	}
+	return nil
 }
 
 func (s *session) shardNames(shards []int) string {
@@ -522,8 +563,9 @@ func (s *session) shardNames(shards []int) string {
 }
 
 // routeBind routes an extended-protocol statement at its Bind, when its
-// parameters are known, and returns the backend to run it on.
-func (s *session) routeBind(st *clientStmt, params []byte) (*serverConn, error) {
+// parameters are known, and returns the backend to run it on. A statement
+// for several shards returns none: it is held until its Execute.
+func (s *session) routeBind(st *clientStmt, portal, params []byte) (*serverConn, error) {
 	if s.vtxFailed {
 		return nil, errAbortedTx
 	}
@@ -540,10 +582,24 @@ func (s *session) routeBind(st *clientStmt, params []byte) (*serverConn, error) 
 	if err != nil {
 		return nil, s.refuseIn(err, true)
 	}
-	if len(d.shards) > 1 {
-		return nil, s.refuseIn(s.crossShard(fmt.Sprintf("it needs shards %s; in the extended query protocol pgshard runs statements on one shard only", s.shardNames(d.shards))), true)
+	if len(d.shards) == 1 {
+		return s.sendTo(d, nil, true)
 	}
-	return s.sendTo(d, nil, true)
+	if err := s.canScatter(d, true); err != nil {
+		return nil, err
+	}
+	if len(s.deferred) > 0 {
+		// Parses sent before this Bind get their answers from a server
+		// first, in their place.
+		if _, err := s.use(s.pool); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.letGo(); err != nil {
+		return nil, err
+	}
+	s.xscatter = &extScatter{d: d, query: st.query, types: st.types, params: bytes.Clone(params), portal: string(portal)}
+	return nil, nil
 }
 
 // deferParse records the backend half of a Parse for later, when no

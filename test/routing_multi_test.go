@@ -1,8 +1,8 @@
 package test
 
 // Statements that span shards: scattered reads and writes in the simple
-// protocol, the ones refused for now (results that would need merging, and
-// anything multi-shard in the extended protocol), replicated tables and a
+// protocol, the ones refused for now (results that would need merging),
+// replicated tables and a
 // rule over a subset of the shards.
 
 import (
@@ -220,8 +220,7 @@ func TestRoutingMultiShardWire(t *testing.T) {
 
 // TestRoutingMultiShardRefused: SELECTs whose results would need merging
 // across shards (ORDER BY, LIMIT, aggregates, GROUP BY, DISTINCT) are
-// refused with 0A000 — unless they pin one shard; in the extended protocol
-// anything needing several shards is refused with 0A000. Nothing refused
+// refused with 0A000 — unless they pin one shard. Nothing refused
 // changes anything, and the connection goes on working.
 func TestRoutingMultiShardRefused(t *testing.T) {
 	rc := routingServers(t)
@@ -266,28 +265,6 @@ func TestRoutingMultiShardRefused(t *testing.T) {
 			r := c.mustRun(t, simple, tc.sql)
 			r.wantRows(t, tc.rows...)
 			r.wantRoute(t, routeNotice("primary", tc.shard))
-		}
-	})
-
-	t.Run("extended", func(t *testing.T) {
-		for _, mode := range keyModes[1:] {
-			c.mustFailUnrouted(t, "0A000", mode, "SELECT id FROM users")
-			c.checkUsable(t)
-			c.mustFailUnrouted(t, "0A000", mode, "SELECT id FROM users WHERE id IN ($1, $2)", keys[0][0], keys[1][0])
-			c.checkUsable(t)
-			c.mustFailUnrouted(t, "0A000", mode, "UPDATE users SET name = $1", "everywhere")
-			c.checkUsable(t)
-			c.mustFailUnrouted(t, "0A000", mode, "DELETE FROM users WHERE name = $1", "n"+strconv.Itoa(keys[0][0]))
-			c.checkUsable(t)
-			fresh := rc.intKeys(t, usersRule, 700, 1)
-			c.mustFailUnrouted(t, "0A000", mode, "INSERT INTO users (id, name) VALUES ($1, 'a'), ($2, 'b')", fresh[0][0], fresh[1][0])
-			c.checkUsable(t)
-			c.mustFailUnrouted(t, "0A000", mode, "INSERT INTO countries (code, name) VALUES ($1, $2)", "fr", "France")
-			c.checkUsable(t)
-			// One shard is fine in the extended protocol.
-			r := c.mustRun(t, mode, "SELECT id, name FROM users WHERE id IN ($1, $2)", keys[2][0], keys[2][1])
-			r.wantRows(t, userRows(keys[2][0], keys[2][1])...)
-			r.wantRoute(t, routeNotice("primary", 2))
 		}
 	})
 

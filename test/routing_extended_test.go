@@ -1,0 +1,236 @@
+package test
+
+// Multi-shard statements in the extended query protocol: pgx's text and
+// binary parameter modes with IN lists, = ANY($1), key-less reads and
+// writes, and multi-row INSERTs split with their parameters; then what a
+// client sees on the wire for the message sequences drivers use.
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// TestRoutingMultiShardExtended: in autocommit, a statement whose Bind
+// parameters put it on several shards runs on each of them, as in the
+// simple protocol: the client gets every shard's rows and a summed tag,
+// and each shard holds what it should.
+func TestRoutingMultiShardExtended(t *testing.T) {
+	rc := routingServers(t)
+	checkNoGoroutineLeak(t)
+	p := startRoutingProxy(t, rc, routingOptions{})
+	c := connectRouted(t, p)
+
+	for _, mode := range keyModes[1:] {
+		t.Run(modeName(mode), func(t *testing.T) {
+			rc.truncate(t, "users", "countries")
+			keys := usersOnShards(t, rc, 1, 3)
+			all := slices.Concat(keys...)
+
+			r := c.mustRun(t, mode, "SELECT id, name FROM users WHERE id IN ($1, $2)", keys[0][0], keys[2][0])
+			r.wantRows(t, userRows(keys[0][0], keys[2][0])...)
+			r.wantTag(t, "SELECT 2")
+			r.wantRoute(t, routeNotice("primary", 0, 2))
+			r = c.mustRun(t, mode, "SELECT id, name FROM users WHERE id = ANY($1)", []int32{int32(keys[1][1]), int32(keys[0][1])})
+			r.wantRows(t, userRows(keys[0][1], keys[1][1])...)
+			r.wantRoute(t, routeNotice("primary", 0, 1))
+			r = c.mustRun(t, mode, "SELECT id, name FROM users WHERE name LIKE $1", "n%")
+			r.wantRows(t, userRows(all...)...)
+			r.wantTag(t, fmt.Sprintf("SELECT %d", len(all)))
+			r.wantRoute(t, routeNotice("primary", 0, 1, 2))
+			r = c.mustRun(t, mode, "SELECT id, name FROM users")
+			r.wantRows(t, userRows(all...)...)
+			r = c.mustRun(t, mode, "SELECT id FROM users WHERE name = $1", "nobody")
+			r.wantRows(t)
+			r.wantTag(t, "SELECT 0")
+			r.wantRoute(t, routeNotice("primary", 0, 1, 2))
+
+			// Writes: summed tags, merged RETURNING rows, every shard changed.
+			r = c.mustRun(t, mode, "UPDATE users SET name = name || $1", "!")
+			r.wantTag(t, fmt.Sprintf("UPDATE %d", len(all)))
+			r.wantRoute(t, routeNotice("primary", 0, 1, 2))
+			r = c.mustRun(t, mode, "UPDATE users SET name = name || $2 WHERE id = ANY($1) RETURNING id", []int32{int32(keys[0][2]), int32(keys[2][2])}, "?")
+			r.wantRows(t, strconv.Itoa(keys[0][2]), strconv.Itoa(keys[2][2]))
+			r.wantTag(t, "UPDATE 2")
+			r.wantRoute(t, routeNotice("primary", 0, 2))
+			want := make([][]string, 3)
+			for s, ks := range keys {
+				for _, k := range ks {
+					suffix := "!"
+					if k == keys[0][2] || k == keys[2][2] {
+						suffix = "!?"
+					}
+					want[s] = append(want[s], fmt.Sprintf("%d|n%d%s", k, k, suffix))
+				}
+			}
+			rc.checkShardRows(t, want, "SELECT id || '|' || name FROM users")
+			r = c.mustRun(t, mode, "DELETE FROM users WHERE id IN ($1, $2)", keys[1][0], keys[2][0])
+			r.wantTag(t, "DELETE 2")
+			r.wantRoute(t, routeNotice("primary", 1, 2))
+			r = c.mustRun(t, mode, "DELETE FROM users WHERE name LIKE $1", "%")
+			r.wantTag(t, fmt.Sprintf("DELETE %d", len(all)-2))
+			rc.checkPlacement(t, "users", "id", map[string]int{})
+
+			// A multi-row INSERT split by shard, each part with its own
+			// parameters renumbered; the columns in another order.
+			fresh := rc.intKeys(t, usersRule, 300, 2)
+			order := []int{fresh[2][0], fresh[0][0], fresh[1][0], fresh[0][1], fresh[2][1], fresh[1][1]}
+			var values []string
+			var args []any
+			placed := map[string]int{}
+			for i, k := range order {
+				values = append(values, fmt.Sprintf("($%d, $%d)", 2*i+1, 2*i+2))
+				args = append(args, "x"+strconv.Itoa(k), int32(k))
+			}
+			for s, ks := range fresh {
+				for _, k := range ks {
+					placed[strconv.Itoa(k)] = s
+				}
+			}
+			r = c.mustRun(t, mode, "INSERT INTO users (name, id) VALUES "+strings.Join(values, ", ")+" RETURNING id", args...)
+			r.wantTag(t, "INSERT 0 6")
+			var ids []string
+			for _, k := range order {
+				ids = append(ids, strconv.Itoa(k))
+			}
+			r.wantRows(t, ids...)
+			r.wantRoute(t, routeNotice("primary", 0, 1, 2))
+			rc.checkPlacement(t, "users", "id", placed)
+			var named [][]string = make([][]string, 3)
+			for s, ks := range fresh {
+				for _, k := range ks {
+					named[s] = append(named[s], fmt.Sprintf("%d|x%d", k, k))
+				}
+			}
+			rc.checkShardRows(t, named, "SELECT id || '|' || name FROM users")
+
+			// A replicated table: every copy written, one copy counted.
+			r = c.mustRun(t, mode, "INSERT INTO countries (code, name) VALUES ($1, $2)", "fr", "France")
+			r.wantTag(t, "INSERT 0 1")
+			r.wantRoute(t, routeNotice("primary", 0, 1, 2))
+			rc.checkEverywhere(t, []string{"fr|France"}, "SELECT code || '|' || name FROM countries")
+
+			// An error on one shard is the client's error; the others'
+			// rows do not count, and the connection goes on.
+			pe, _ := c.mustFail(t, "22012", mode, "SELECT id, 10 / (id - $1) FROM users", int32(fresh[1][0]))
+			if !strings.Contains(pe.Message, "division by zero") {
+				t.Errorf("error %q, want PostgreSQL's division by zero", pe.Message)
+			}
+			c.checkUsable(t)
+
+			// Results that would need merging are still refused, and so
+			// is a multi-shard statement inside a transaction.
+			c.mustFailUnrouted(t, "0A000", mode, "SELECT id FROM users WHERE id IN ($1, $2) ORDER BY id", fresh[0][0], fresh[1][0])
+			c.checkUsable(t)
+			c.mustRun(t, simple, "BEGIN")
+			c.mustFailUnrouted(t, "0A000", mode, "SELECT id FROM users WHERE id IN ($1, $2)", fresh[0][0], fresh[1][0])
+			c.mustFail(t, "25P02", simple, "SELECT 1")
+			c.mustRun(t, simple, "ROLLBACK")
+			c.checkUsable(t)
+			rc.checkPlacement(t, "users", "id", placed)
+		})
+	}
+	rc.truncate(t, "users", "countries")
+}
+
+// TestRoutingMultiShardExtendedWire checks, message by message, what a
+// client gets for a multi-shard statement in the extended protocol: one
+// ParseComplete, BindComplete and RowDescription (or NoData), every
+// shard's rows, one CommandComplete with the total; pgshard's clear error
+// for what it cannot run so (a row limit on Execute, a Bind left without
+// Execute); and that a pipeline goes on after a multi-shard statement.
+func TestRoutingMultiShardExtendedWire(t *testing.T) {
+	rc := routingServers(t)
+	checkNoGoroutineLeak(t)
+	rc.truncate(t, "users")
+	keys := usersOnShards(t, rc, 1, 2)
+	p := startRoutingProxy(t, rc, routingOptions{})
+	c := loginTrust(t, p)
+
+	// round sends msgs and Sync, and returns what came back up to
+	// ReadyForQuery, as short strings.
+	round := func(msgs ...pgproto3.FrontendMessage) []string {
+		t.Helper()
+		c.send(append(msgs, &pgproto3.Sync{})...)
+		var got []string
+		for {
+			switch m := c.receive().(type) {
+			case *pgproto3.NoticeResponse:
+				got = append(got, "N "+m.Message)
+			case *pgproto3.ParseComplete:
+				got = append(got, "1")
+			case *pgproto3.BindComplete:
+				got = append(got, "2")
+			case *pgproto3.NoData:
+				got = append(got, "n")
+			case *pgproto3.ParameterDescription:
+				got = append(got, fmt.Sprintf("t %d", len(m.ParameterOIDs)))
+			case *pgproto3.RowDescription:
+				var cols []string
+				for _, f := range m.Fields {
+					cols = append(cols, string(f.Name))
+				}
+				got = append(got, "T "+strings.Join(cols, ","))
+			case *pgproto3.DataRow:
+				got = append(got, "D")
+			case *pgproto3.CommandComplete:
+				got = append(got, "C "+string(m.CommandTag))
+			case *pgproto3.ErrorResponse:
+				got = append(got, "E "+m.Code)
+			case *pgproto3.ReadyForQuery:
+				return append(got, "Z "+string(m.TxStatus))
+			default:
+				got = append(got, fmt.Sprintf("%T", m))
+			}
+		}
+	}
+	check := func(name string, got []string, want ...string) {
+		t.Helper()
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: the client got\n  %q\nwant\n  %q", name, got, want)
+		}
+	}
+	text := func(v int) []byte { return []byte(strconv.Itoa(v)) }
+	all := routeNotice("primary", 0, 1, 2)
+	span := routeNotice("primary", 0, 2)
+	in2 := "SELECT id, name FROM users WHERE id IN ($1, $2)"
+	bind := &pgproto3.Bind{Parameters: [][]byte{text(keys[0][0]), text(keys[2][1])}}
+
+	check("parse, bind, describe, execute",
+		round(&pgproto3.Parse{Query: in2}, bind, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}),
+		"1", "N "+span, "2", "T id,name", "D", "D", "C SELECT 2", "Z I")
+	check("prepare", round(&pgproto3.Parse{Name: "in2", Query: in2}, &pgproto3.Describe{ObjectType: 'S', Name: "in2"}),
+		"1", "t 2", "T id,name", "Z I")
+	check("bind, execute of a prepared statement",
+		round(&pgproto3.Bind{PreparedStatement: "in2", Parameters: bind.Parameters}, &pgproto3.Execute{}),
+		"N "+span, "2", "D", "D", "C SELECT 2", "Z I")
+	check("no rows", round(&pgproto3.Parse{Query: "SELECT id FROM users WHERE name = $1"},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte("nobody")}}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}),
+		"1", "N "+all, "2", "T id", "C SELECT 0", "Z I")
+	check("write without rows", round(&pgproto3.Parse{Query: "UPDATE users SET name = name WHERE name <> $1"},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte("nobody")}}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}),
+		"1", "N "+all, "2", "n", "C UPDATE 6", "Z I")
+	check("bind only", round(&pgproto3.Bind{PreparedStatement: "in2", Parameters: bind.Parameters}),
+		"N "+span, "2", "Z I")
+	check("row limit", round(&pgproto3.Bind{PreparedStatement: "in2", Parameters: bind.Parameters},
+		&pgproto3.Execute{MaxRows: 1}, &pgproto3.Bind{PreparedStatement: "in2", Parameters: bind.Parameters}, &pgproto3.Execute{}),
+		"E 0A000", "Z I")
+	check("bind, then something else", round(&pgproto3.Bind{PreparedStatement: "in2", Parameters: bind.Parameters},
+		&pgproto3.Describe{ObjectType: 'S', Name: "in2"}, &pgproto3.Execute{}),
+		"E 0A000", "Z I")
+	// A pipeline: a multi-shard statement, then one on a single shard,
+	// in one round.
+	one := &pgproto3.Bind{PreparedStatement: "in2", Parameters: [][]byte{text(keys[1][0]), text(keys[1][1])}}
+	check("pipeline", round(&pgproto3.Bind{PreparedStatement: "in2", Parameters: bind.Parameters}, &pgproto3.Execute{}, one, &pgproto3.Execute{}),
+		"N "+span, "2", "D", "D", "C SELECT 2", "N routed to s1 (primary)", "2", "D", "D", "C SELECT 2", "Z I")
+	// An error on a shard: the rest of the round is skipped.
+	check("error", round(&pgproto3.Parse{Query: "SELECT 1 / (id - id + $1) FROM users"},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte("0")}}, &pgproto3.Execute{}, one, &pgproto3.Execute{}),
+		"1", "N "+all, "2", "E 22012", "Z I")
+	check("after the error", round(one, &pgproto3.Execute{}),
+		"N routed to s1 (primary)", "2", "D", "D", "C SELECT 2", "Z I")
+}
