@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
@@ -197,4 +198,48 @@ func BenchmarkRoute(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestCutBind: the part of a split INSERT that keeps parameters 2 and 3
+// gets their values, their format codes (one per parameter, or the shared
+// one) and their types, and the result formats unchanged.
+func TestCutBind(t *testing.T) {
+	bind := func(formats []int16, values [][]byte, results []int16) []byte {
+		b := binary.BigEndian.AppendUint16(nil, uint16(len(formats)))
+		for _, f := range formats {
+			b = binary.BigEndian.AppendUint16(b, uint16(f))
+		}
+		b = binary.BigEndian.AppendUint16(b, uint16(len(values)))
+		for _, v := range values {
+			if v == nil {
+				b = binary.BigEndian.AppendUint32(b, 0xFFFFFFFF)
+				continue
+			}
+			b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
+			b = append(b, v...)
+		}
+		b = binary.BigEndian.AppendUint16(b, uint16(len(results)))
+		for _, f := range results {
+			b = binary.BigEndian.AppendUint16(b, uint16(f))
+		}
+		return b
+	}
+	vals := [][]byte{[]byte("a"), nil, []byte("ccc"), []byte("d")}
+	for _, tc := range []struct {
+		name          string
+		formats, want []int16
+	}{
+		{"no format codes", nil, nil},
+		{"one shared", []int16{1}, []int16{1}},
+		{"one each", []int16{0, 1, 0, 1}, []int16{1, 0}},
+	} {
+		got := cutBind(bind(tc.formats, vals, []int16{1, 0}), []int{2, 3})
+		if want := bind(tc.want, [][]byte{nil, []byte("ccc")}, []int16{1, 0}); !bytes.Equal(got, want) {
+			t.Errorf("%s: got %v, want %v", tc.name, got, want)
+		}
+	}
+	types := []byte{0, 3, 0, 0, 0, 23, 0, 0, 0, 25, 0, 0, 0, 20}
+	if got, want := cutTypes(types, []int{2, 4}), []byte{0, 2, 0, 0, 0, 25, 0, 0, 0, 0}; !bytes.Equal(got, want) {
+		t.Errorf("cutTypes: got %v, want %v", got, want)
+	}
 }

@@ -174,6 +174,24 @@ func TestReplicaReadWriteSplit(t *testing.T) {
 		t.Errorf("s0 directly: record_call() ran %s times on the primary, want 1", n[0])
 	}
 
+	t.Run("scattered", func(t *testing.T) {
+		// Each shard of a multi-shard read is read where a one-shard
+		// read would be; a multi-shard write goes to every primary.
+		for _, mode := range []pgx.QueryExecMode{simple, pgx.QueryExecModeCacheStatement} {
+			c := connectRouted(t, p)
+			sql, args := fmt.Sprintf("SELECT pg_is_in_recovery(), name FROM users WHERE id IN (%d, %d)", k0, k1), []any(nil)
+			if mode != simple {
+				sql, args = "SELECT pg_is_in_recovery(), name FROM users WHERE id = ANY($1)", []any{[]int32{int32(k0), int32(k1)}}
+			}
+			r := c.mustRun(t, mode, sql, args...)
+			r.wantRows(t, "t|Zero@Example.com", "f|one")
+			r.wantRoute(t, "routed to s0 (replica), s1 (primary)")
+			r = c.mustRun(t, mode, fmt.Sprintf("UPDATE users SET name = name WHERE id IN (%d, %d) RETURNING pg_is_in_recovery(), name", k0, k1))
+			r.wantRows(t, "f|Zero@Example.com", "f|one")
+			r.wantRoute(t, routeNotice("primary", 0, 1))
+		}
+	})
+
 	t.Run("DDL", func(t *testing.T) {
 		c := connectRouted(t, p)
 		r := c.mustRun(t, simple, "CREATE TABLE ddl_probe (a int)")
