@@ -1047,6 +1047,14 @@ func (a *analyzer) exprPred(sc scope, e *pg_query.A_Expr) []Pred {
 		case arr.GetParamRef() != nil:
 			v := Value{Kind: ValueParam, Param: int(arr.GetParamRef().Number), Cast: cast}
 			return []Pred{{Table: c.Table, Column: c.Column, Values: []Value{v}, Array: true}}
+		case arr.GetAConst() != nil:
+			// An array literal: = ANY('{1,2}'::int[]).
+			v := constValue(arr.GetAConst())
+			if v.Kind != ValueString {
+				return nil
+			}
+			v.Cast = cast
+			return []Pred{{Table: c.Table, Column: c.Column, Values: []Value{v}, Array: true}}
 		case arr.GetAArrayExpr() != nil:
 			items := arr.GetAArrayExpr().Elements
 			vals := make([]Value, 0, len(items))

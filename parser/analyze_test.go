@@ -67,6 +67,8 @@ var analyzeCases = []analyzeCase{
 		preds: []Pred{arr(tb("users"), "id", pv(1))}},
 	{sql: "select * from users where id = any($1::bigint[])", kind: StmtSelect, ro: true, tables: []TableRef{tb("users")},
 		preds: []Pred{arr(tb("users"), "id", cast(pv(1), "int8[]"))}},
+	{sql: "select * from users where id = any('{1,2}'::int[])", kind: StmtSelect, ro: true, tables: []TableRef{tb("users")},
+		preds: []Pred{arr(tb("users"), "id", cast(sv("{1,2}"), "int4[]"))}},
 	{sql: "select * from users where id = any(array[1,2])", kind: StmtSelect, ro: true, tables: []TableRef{tb("users")},
 		preds: []Pred{pr(tb("users"), "id", iv("1"), iv("2"))}},
 	{sql: "select * from users where id = any(array[$1,$2]::int8[])", kind: StmtSelect, ro: true, tables: []TableRef{tb("users")},

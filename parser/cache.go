@@ -74,8 +74,13 @@ func (c *Cache) Analyze(sql string) ([]Analysis, error) {
 	// sql often aliases a network buffer the caller reuses.
 	sql = strings.Clone(sql)
 	res, err := Analyze(sql)
+	return c.store(sql, res, err)
+}
 
-	size := len(sql) + int(unsafe.Sizeof(cacheEntry{})) + analysesSize(res)
+// store caches the analysis of key, a string the cache may keep, unless
+// another caller stored one first, and returns what the cache holds.
+func (c *Cache) store(key string, res []Analysis, err error) ([]Analysis, error) {
+	size := len(key) + int(unsafe.Sizeof(cacheEntry{})) + analysesSize(res)
 	if err != nil {
 		size += len(err.Error())
 	}
@@ -84,11 +89,10 @@ func (c *Cache) Analyze(sql string) ([]Analysis, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.entries[sql]; ok {
+	if e, ok := c.entries[key]; ok {
 		c.moveToFront(e)
 		return e.res, e.err
 	}
-	key := sql // a copy already
 	e := &cacheEntry{key: key, res: res, err: err, size: size}
 	c.entries[key] = e
 	c.pushFront(e)
@@ -101,6 +105,52 @@ func (c *Cache) Analyze(sql string) ([]Analysis, error) {
 		c.evicts++
 	}
 	return res, err
+}
+
+// Scratch is the buffers AnalyzeQuery reuses between calls; one per
+// goroutine.
+type Scratch struct {
+	key  []byte
+	lits []string
+}
+
+// AnalyzeQuery is Analyze for the text of a simple Query, cached by the
+// text with its literals replaced by parameters (see Normalize), so that
+// the same statement with new literals costs no parse. lits, when not
+// nil, are the values of the parameters $1, $2, ... the analyses then
+// refer to: a number as written, a string's contents. They alias sql and
+// sc, and are valid until the next call with sc. Texts that cannot be
+// normalized, or whose normalized form does not parse, are analysed as
+// they are, and lits is nil.
+func (c *Cache) AnalyzeQuery(sql string, sc *Scratch) (as []Analysis, lits []string, err error) {
+	key, lits, ok := Normalize(sc.key[:0], sc.lits[:0], sql)
+	sc.key, sc.lits = key, lits
+	if !ok {
+		as, err := c.Analyze(sql)
+		return as, nil, err
+	}
+	c.mu.Lock()
+	e, hit := c.entries[string(key)]
+	if hit {
+		c.hits++
+		c.moveToFront(e)
+		as, err = e.res, e.err
+	} else {
+		c.misses++
+	}
+	c.mu.Unlock()
+	if !hit {
+		k := string(key)
+		as, err = Analyze(k)
+		as, err = c.store(k, as, err)
+	}
+	if err != nil {
+		// The normalized text does not parse (a literal where the
+		// grammar wants a constant): the text as it is may.
+		as, err := c.Analyze(sql)
+		return as, nil, err
+	}
+	return as, lits, nil
 }
 
 // Stats returns the cache's counters.

@@ -2,6 +2,8 @@ package parser
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -161,5 +163,58 @@ func TestCacheHitAllocs(t *testing.T) {
 	c.Analyze(pgbench)
 	if n := testing.AllocsPerRun(100, func() { c.Analyze(pgbench) }); n != 0 {
 		t.Errorf("a cache hit allocates %v times", n)
+	}
+}
+
+// TestCacheAnalyzeQuery: a statement seen before with other literals is a
+// hit, and the new literals come back as the parameters' values; a text
+// whose normalized form does not parse is analysed as it is.
+func TestCacheAnalyzeQuery(t *testing.T) {
+	c := NewCache(1 << 20)
+	var sc Scratch
+	for i, aid := range []string{"1", "22", "333"} {
+		as, lits, err := c.AnalyzeQuery("SELECT abalance FROM pgbench_accounts WHERE aid = "+aid+";", &sc)
+		if err != nil || len(as) != 1 || len(as[0].Preds) != 1 {
+			t.Fatalf("aid %s: %v %+v", aid, err, as)
+		}
+		if v := as[0].Preds[0].Values[0]; v.Kind != ValueParam || v.Param != 1 || len(lits) != 1 || lits[0] != aid {
+			t.Errorf("aid %s: value %v, literals %q", aid, v, lits)
+		}
+		if st := c.Stats(); st.Misses != 1 || st.Hits != uint64(i) {
+			t.Errorf("aid %s: stats %+v, want one miss and the rest hits", aid, st)
+		}
+	}
+	// varchar(20) wants a constant: normalized, it does not parse.
+	as, lits, err := c.AnalyzeQuery("SELECT 'x'::varchar(20) FROM users WHERE id = 5", &sc)
+	if err != nil || lits != nil || len(as) != 1 || as[0].Preds[0].Values[0].Text != "5" {
+		t.Errorf("fallback: %v, literals %q, %+v", err, lits, as)
+	}
+	// A syntax error is still reported.
+	if _, _, err := c.AnalyzeQuery("SELEC 1", &sc); err == nil {
+		t.Error("SELEC 1 analysed without error")
+	}
+}
+
+func TestCacheAnalyzeQueryHitAllocs(t *testing.T) {
+	c := NewCache(1 << 20)
+	var sc Scratch
+	texts := []string{pgbench, strings.Replace(pgbench, "42", "43", 1)}
+	c.AnalyzeQuery(texts[0], &sc)
+	i := 0
+	if n := testing.AllocsPerRun(100, func() { i++; c.AnalyzeQuery(texts[i%2], &sc) }); n != 0 {
+		t.Errorf("a normalized cache hit allocates %v times", n)
+	}
+}
+
+func BenchmarkCacheAnalyzeQuery(b *testing.B) {
+	c := NewCache(1 << 20)
+	var sc Scratch
+	texts := make([]string, 1000)
+	for i := range texts {
+		texts[i] = "SELECT abalance FROM pgbench_accounts WHERE aid = " + strconv.Itoa(i*7919) + ";"
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		c.AnalyzeQuery(texts[i%len(texts)], &sc)
 	}
 }

@@ -306,6 +306,9 @@ func (rt *routes) keyPosition(t parser.TableRef, key string) (int, bool) {
 type bindParams struct {
 	formats []int16
 	values  [][]byte // nil: NULL
+	// literals, when set instead, are the literals of a simple Query that
+	// the cached analysis of its normalized text calls $1, $2, ...
+	literals []string
 }
 
 // parseBindParams reads the parameter section of a Bind message (what
@@ -374,6 +377,13 @@ func keyValues(v parser.Value, array bool, p *bindParams, typ routing.KeyType) (
 		}
 		return []string{v.Text}, true, nil
 	case parser.ValueParam:
+		if p != nil && p.literals != nil {
+			if v.Param < 1 || v.Param > len(p.literals) {
+				return nil, false, nil
+			}
+			v = parser.Value{Kind: parser.ValueString, Text: p.literals[v.Param-1]}
+			return keyValues(v, array, nil, typ)
+		}
 		if p == nil || v.Param < 1 || v.Param > len(p.values) || p.values[v.Param-1] == nil {
 			return nil, false, nil
 		}

@@ -102,12 +102,9 @@ func TestDecide(t *testing.T) {
 		{sql: "SELECT * FROM users", hint: hints{key: "7"}, shards: []int{s7}, concat: true},
 		{sql: "SELECT * FROM users WHERE id = 7; SELECT * FROM users WHERE id = 8", shards: []int{s7}, code: map[bool]string{true: "", false: "reject"}[s7 == s8]},
 	} {
-		t.Run(tc.sql, func(t *testing.T) {
-			as, err := parser.Analyze(tc.sql)
-			if err != nil {
-				t.Fatal(err)
-			}
-			d, err := rt.decide(rt.router.Load(), as, bindOf(tc.params), tc.hint, tc.sql)
+		check := func(t *testing.T, as []parser.Analysis, p *bindParams) {
+			t.Helper()
+			d, err := rt.decide(rt.router.Load(), as, p, tc.hint, tc.sql)
 			code := ""
 			if err != nil {
 				code = toPgError(err).Code
@@ -123,6 +120,29 @@ func TestDecide(t *testing.T) {
 			if !slices.Equal(d.shards, tc.shards) || d.write != tc.write || d.concat != tc.concat {
 				t.Errorf("shards %v write %v concat %v, want %v %v %v", d.shards, d.write, d.concat, tc.shards, tc.write, tc.concat)
 			}
+		}
+		t.Run(tc.sql, func(t *testing.T) {
+			as, err := parser.Analyze(tc.sql)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, as, bindOf(tc.params))
+		})
+		if tc.params != nil {
+			continue
+		}
+		t.Run(tc.sql+" (normalized)", func(t *testing.T) {
+			// As a simple Query: the cached analysis of the text with its
+			// literals as parameters decides the same.
+			as, lits, err := parser.NewCache(1<<20).AnalyzeQuery(tc.sql, &parser.Scratch{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var p *bindParams
+			if lits != nil {
+				p = &bindParams{literals: lits}
+			}
+			check(t, as, p)
 		})
 	}
 }
@@ -185,6 +205,26 @@ func BenchmarkRoute(b *testing.B) {
 		for b.Loop() {
 			as, _ := cache.Analyze(sql)
 			if _, err := rt.decide(r, as, p, hints{}, sql); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("simple, new literal each time", func(b *testing.B) {
+		// pgbench -S in simple mode: the same statement, a new aid each
+		// time; the cache is keyed by the text without its literals.
+		cache := parser.NewCache(1 << 20)
+		var sc parser.Scratch
+		texts := make([]string, 1000)
+		for i := range texts {
+			texts[i] = fmt.Sprintf("SELECT abalance FROM users WHERE id = %d;", i*7919)
+		}
+		var lp bindParams
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			text := texts[i%len(texts)]
+			as, lits, _ := cache.AnalyzeQuery(text, &sc)
+			lp.literals = lits
+			if _, err := rt.decide(r, as, &lp, hints{}, text); err != nil {
 				b.Fatal(err)
 			}
 		}

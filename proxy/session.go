@@ -60,6 +60,8 @@ type session struct {
 	xscatter    *extScatter
 	wroteDirect bool
 	// Routing state (rt != nil).
+	scratch parser.Scratch // for the parse cache
+	lits    bindParams     // a simple Query's literals, while it is routed
 	hint      hints // SET pgshard.shard / pgshard.key
 	localHint hints // SET LOCAL pgshard.*: until the transaction ends
 	// vtx holds the BEGIN (and what followed it that pgshard answered

@@ -327,12 +327,17 @@ func (s *session) routeQuery(body []byte, sql string, stmts []parser.Statement) 
 	if s.vtxFailed {
 		return nil, errAbortedTx
 	}
-	as, err := s.srv.cache.Analyze(sql)
+	as, lits, err := s.srv.cache.AnalyzeQuery(sql, &s.scratch)
 	if err != nil {
 		// PostgreSQL reports the syntax error in its own words.
 		return s.use(s.pool)
 	}
-	d, err := s.decide(as, nil, sql)
+	var p *bindParams
+	if lits != nil {
+		s.lits.literals = lits
+		p = &s.lits
+	}
+	d, err := s.decide(as, p, sql)
 	if err != nil {
 		return nil, s.refuse(err)
 	}
