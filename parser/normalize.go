@@ -20,7 +20,7 @@ import "strings"
 // after '-' (the grammar folds -5 into a constant, not -$1), numbers in
 // ORDER BY, GROUP BY and PARTITION BY lists (positions, not values),
 // numbers followed by letters, typed literals (interval '1 day'), and
-// E'', U&'', B'', X'' and N'' strings and dollar-quoted ones. A text whose
+// E”, U&”, B”, X” and N” strings and dollar-quoted ones. A text whose
 // normalized form does not parse is analysed as it is (see Cache).
 func Normalize(dst []byte, lits []string, sql string) ([]byte, []string, bool) {
 	lx := lexer{src: sql}

@@ -60,10 +60,10 @@ type session struct {
 	xscatter    *extScatter
 	wroteDirect bool
 	// Routing state (rt != nil).
-	scratch parser.Scratch // for the parse cache
-	lits    bindParams     // a simple Query's literals, while it is routed
-	hint      hints // SET pgshard.shard / pgshard.key
-	localHint hints // SET LOCAL pgshard.*: until the transaction ends
+	scratch   parser.Scratch // for the parse cache
+	lits      bindParams     // a simple Query's literals, while it is routed
+	hint      hints          // SET pgshard.shard / pgshard.key
+	localHint hints          // SET LOCAL pgshard.*: until the transaction ends
 	// vtx holds the BEGIN (and what followed it that pgshard answered
 	// itself) of a transaction not bound to a shard yet: the client was
 	// told it is in a transaction block, no backend was. vtxFailed: a
