@@ -19,9 +19,10 @@ import "strings"
 // WHEN, THEN, ELSE, LIMIT, OFFSET, RETURNING). Not replaced: literals
 // after '-' (the grammar folds -5 into a constant, not -$1), numbers in
 // ORDER BY, GROUP BY and PARTITION BY lists (positions, not values),
-// numbers followed by letters, typed literals (interval '1 day'), and
-// E”, U&”, B”, X” and N” strings and dollar-quoted ones. A text whose
-// normalized form does not parse is analysed as it is (see Cache).
+// numbers followed by letters, typed literals (interval '1 day'),
+// E'...', U&'...', B'...', X'...' and N'...' strings, and dollar-quoted
+// ones. A text whose normalized form does not parse is analysed as it is
+// (see Cache).
 func Normalize(dst []byte, lits []string, sql string) ([]byte, []string, bool) {
 	lx := lexer{src: sql}
 	s := sql
