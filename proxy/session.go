@@ -57,7 +57,9 @@ type session struct {
 	portals    map[string]parser.Statement
 	skipToSync bool // a proxy error in the extended protocol: discard until Sync
 	// xscatter is a multi-shard statement bound but not yet executed.
-	xscatter    *extScatter
+	xscatter *extScatter
+	// vportal is the portal of a transaction statement pgshard answers.
+	vportal     *virtualPortal
 	wroteDirect bool
 	// Routing state (rt != nil).
 	scratch   parser.Scratch // for the parse cache
@@ -305,10 +307,7 @@ func (s *session) reply(e entry) {
 		s.mu.Unlock()
 		return
 	}
-	status := s.txStatus
-	if s.failedTx {
-		status = 'E'
-	}
+	status := s.clientStatusLocked()
 	s.mu.Unlock()
 	s.wmu.Lock()
 	if s.clientErr == nil {
@@ -320,6 +319,18 @@ func (s *session) reply(e entry) {
 	}
 	s.wmu.Unlock()
 	s.wroteDirect = true
+}
+
+// clientStatusLocked is the transaction status to tell the client in a
+// ReadyForQuery of pgshard's own. Called with mu held.
+func (s *session) clientStatusLocked() byte {
+	switch {
+	case s.backend == nil && s.failedTx:
+		return 'E'
+	case s.txStatus == 'I' && s.vtxStatus != 0:
+		return s.vtxStatus // a transaction no backend knows of yet
+	}
+	return s.txStatus
 }
 
 // attach returns the backend the session holds, acquiring one if needed, and
@@ -678,6 +689,9 @@ func (s *session) parse(body []byte) error {
 	if err := s.checkStatements([]parser.Statement{class}); err != nil {
 		return err
 	}
+	if s.vtxFailed && !txControl(class.Kind) {
+		return errAbortedTx // as PostgreSQL refuses a Parse there
+	}
 	if len(name) == 0 {
 		st := &clientStmt{query: string(query), types: bytes.Clone(types), class: class}
 		tok := s.srv.nextToken()
@@ -694,6 +708,9 @@ func (s *session) parse(body []byte) error {
 				return err
 			}
 			return s.writeMsg(c, 'P', []byte{0}, []byte(st.query), []byte{0}, st.types)
+		}
+		if s.parseAhead(class) {
+			return nil
 		}
 		if s.deferParse(send) {
 			return nil
@@ -723,7 +740,7 @@ func (s *session) parse(body []byte) error {
 		}
 		return s.prepare(c, st, false)
 	}
-	if s.deferParse(send) {
+	if s.parseAhead(class) || s.deferParse(send) {
 		s.stmts[st.name] = st
 		return nil
 	}
@@ -810,6 +827,10 @@ func (s *session) bind(body []byte) error {
 			_, _, err := s.resolve(nil, name)
 			return err
 		}
+		s.vportal = nil
+		if done, err := s.bindVirtual(st, portal); done {
+			return err
+		}
 		if c, err = s.routeBind(st, portal, params); c == nil {
 			return err
 		}
@@ -836,6 +857,10 @@ func (s *session) bind(body []byte) error {
 
 // describe handles Describe of a statement or portal.
 func (s *session) describe(body []byte) error {
+	if s.vportal != nil && len(body) > 1 && body[0] == 'P' && string(body[1:len(body)-1]) == s.vportal.name {
+		s.reply(entry{kind: eFake, fake: msgNoData})
+		return nil
+	}
 	if s.mode == PoolSession || len(body) < 2 || body[0] != 'S' {
 		return s.forwardNew('D', body, entry{kind: eDescribe})
 	}
@@ -859,6 +884,12 @@ func (s *session) describe(body []byte) error {
 
 // execute handles Execute, remembering what the portal's statement does.
 func (s *session) execute(body []byte) error {
+	if p := s.vportal; p != nil {
+		if portal, _, ok := cstring(body); ok && string(portal) == p.name {
+			s.reply(entry{kind: eFake, fake: appendCommandComplete(nil, p.tag)})
+			return nil
+		}
+	}
 	e := entry{kind: eExecute}
 	if s.mode != PoolSession && len(s.portals) > 0 {
 		if portal, _, ok := cstring(body); ok {
@@ -909,6 +940,7 @@ func (s *session) closeMsg(body []byte) error {
 
 // sync handles Sync: the end of an extended-protocol round.
 func (s *session) sync(body []byte) error {
+	s.vportal = nil // portals end with the implicit transaction
 	s.mu.Lock()
 	c, copyIn := s.backend, s.copyIn && !s.copyEndQueued
 	s.mu.Unlock()
@@ -1294,11 +1326,7 @@ func (s *session) takeFakes(buf []byte) []byte {
 		}
 		buf = append(buf, e.fake...)
 		if e.readyAfter {
-			status := s.txStatus
-			if s.backend == nil && s.failedTx {
-				status = 'E'
-			}
-			buf = appendReadyForQuery(buf, status)
+			buf = appendReadyForQuery(buf, s.clientStatusLocked())
 		}
 		s.q.pop()
 	}

@@ -313,8 +313,11 @@ func (s *session) routeQuery(body []byte, sql string, stmts []parser.Statement) 
 		if ok, err := s.pgshardSetting(st); ok {
 			return nil, err
 		}
-		if done, err := s.virtualTx(st); done {
-			return nil, err
+		if done, tag, err := s.virtualTx(st); done {
+			if err != nil {
+				return nil, err
+			}
+			return nil, s.replyStatus(tag, s.vtxStatusNow())
 		}
 	} else {
 		for _, st := range stmts {
@@ -428,16 +431,17 @@ func (s *session) refuseIn(err error, extended bool) error {
 }
 
 // virtualTx answers BEGIN, and what follows it until the transaction is
-// bound to a shard, without a backend. It reports whether it answered.
-func (s *session) virtualTx(st parser.Statement) (bool, error) {
+// bound to a shard, without a backend: it applies st and returns the
+// command tag to answer with. done reports whether it answered.
+func (s *session) virtualTx(st parser.Statement) (done bool, tag string, err error) {
 	if len(s.rt.shards) < 2 {
-		return false, nil
+		return false, "", nil
 	}
 	s.mu.Lock()
 	attached := s.backend != nil
 	s.mu.Unlock()
 	if attached {
-		return false, nil // a transaction on a backend: it answers
+		return false, "", nil // a transaction on a backend: it answers
 	}
 	switch {
 	case st.Kind == parser.Begin && s.vtx == nil:
@@ -447,19 +451,19 @@ func (s *session) virtualTx(st parser.Statement) (bool, error) {
 		if strings.HasPrefix(strings.ToUpper(strings.TrimSpace(st.Text)), "START") {
 			tag = "START TRANSACTION"
 		}
-		return true, s.replyStatus(tag, 'T')
+		return true, tag, nil
 	case s.vtx == nil:
-		return false, nil
+		return false, "", nil
 	case st.Kind == parser.Begin:
 		s.reply(entry{kind: eFake, fake: appendNotice(nil, "WARNING", "25001", "there is already a transaction in progress")})
-		return true, s.replyStatus("BEGIN", 'T')
+		return true, "BEGIN", nil
 	case st.Kind == parser.Commit || st.Kind == parser.Rollback:
 		tag := "COMMIT"
 		if st.Kind == parser.Rollback || s.vtxFailed {
 			tag = "ROLLBACK"
 		}
 		if strings.HasPrefix(strings.ToUpper(strings.TrimSpace(st.Text)), "PREPARE") {
-			return false, nil
+			return false, "", nil
 		}
 		chain := st.Chain
 		first := s.vtx[0]
@@ -467,17 +471,75 @@ func (s *session) virtualTx(st parser.Statement) (bool, error) {
 		if chain {
 			s.vtx = []string{first}
 			s.setVtxStatus('T')
-			return true, s.replyStatus(tag, 'T')
 		}
-		return true, s.replyStatus(tag, 'I')
+		return true, tag, nil
 	case s.vtxFailed:
-		return false, nil
+		return false, "", nil
 	case st.Kind == parser.Savepoint || st.Kind == parser.Release || st.Kind == parser.RollbackTo || st.Kind == parser.SetLocal:
 		s.vtx = append(s.vtx, st.Text)
 		tag := map[parser.Kind]string{parser.Savepoint: "SAVEPOINT", parser.Release: "RELEASE", parser.RollbackTo: "ROLLBACK", parser.SetLocal: "SET"}[st.Kind]
-		return true, s.replyStatus(tag, 'T')
+		return true, tag, nil
 	}
-	return false, nil
+	return false, "", nil
+}
+
+// virtualPortal is a portal bound to a statement virtualTx answered: its
+// Describe has no data and its Execute the statement's tag.
+type virtualPortal struct {
+	name, tag string
+}
+
+// bindVirtual answers the Bind of a transaction statement that virtualTx
+// answers, as PostgreSQL would answer it outside a transaction. It reports
+// whether it did.
+func (s *session) bindVirtual(st *clientStmt, portal []byte) (bool, error) {
+	if s.rt == nil || !txControl(st.class.Kind) {
+		return false, nil
+	}
+	if len(s.deferred) > 0 {
+		// No backend is held; Parses before this Bind are answered first.
+		if err := s.answerDeferred(); err != nil {
+			return true, err
+		}
+	}
+	done, tag, err := s.virtualTx(st.class)
+	if !done || err != nil {
+		return done, err
+	}
+	s.vportal = &virtualPortal{name: string(portal), tag: tag}
+	s.reply(entry{kind: eFake, fake: msgBindComplete})
+	return true, nil
+}
+
+// txControl reports whether virtualTx may answer statements of kind k.
+func txControl(k parser.Kind) bool {
+	switch k {
+	case parser.Begin, parser.Commit, parser.Rollback, parser.Savepoint, parser.Release, parser.RollbackTo, parser.SetLocal:
+		return true
+	}
+	return false
+}
+
+// answerDeferred has the Parses that wait for a backend answered by one,
+// in their place, and lets the backend go.
+func (s *session) answerDeferred() error {
+	if len(s.deferred) > 0 {
+		if _, err := s.attachAny(); err != nil {
+			return err
+		}
+	}
+	return s.letGo()
+}
+
+// vtxStatusNow is the transaction status the client is told: 'T' in an
+// unbound transaction ('E' once failed), 'I' outside one.
+func (s *session) vtxStatusNow() byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.vtxStatus != 0 {
+		return s.vtxStatus
+	}
+	return 'I'
 }
 
 // replyStatus answers a Query with a tag and ReadyForQuery with status.
@@ -593,14 +655,9 @@ func (s *session) routeBind(st *clientStmt, portal, params []byte) (*serverConn,
 	if err := s.canScatter(d, true); err != nil {
 		return nil, err
 	}
-	if len(s.deferred) > 0 {
-		// Parses sent before this Bind get their answers from a server
-		// first, in their place.
-		if _, err := s.use(s.pool); err != nil {
-			return nil, err
-		}
-	}
-	if err := s.letGo(); err != nil {
+	// Parses sent before this Bind get their answers from a server first,
+	// in their place.
+	if err := s.answerDeferred(); err != nil {
 		return nil, err
 	}
 	s.xscatter = &extScatter{d: d, query: st.query, types: st.types, params: bytes.Clone(params), portal: string(portal)}
@@ -620,6 +677,24 @@ func (s *session) deferParse(fn func(c *serverConn) error) bool {
 		return false
 	}
 	s.deferred = append(s.deferred, fn)
+	return true
+}
+
+// parseAhead answers the Parse of a transaction statement (BEGIN, COMMIT,
+// SAVEPOINT...) that pgshard may answer itself, when no backend is held
+// and no Parse waits: the statement is parsed on a backend only if it
+// ever runs on one (see resolve). It reports whether it answered.
+func (s *session) parseAhead(class parser.Statement) bool {
+	if s.rt == nil || !txControl(class.Kind) || len(s.deferred) > 0 {
+		return false
+	}
+	s.mu.Lock()
+	attached := s.backend != nil
+	s.mu.Unlock()
+	if attached {
+		return false
+	}
+	s.reply(entry{kind: eFake, fake: msgParseComplete})
 	return true
 }
 

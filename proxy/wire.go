@@ -108,6 +108,8 @@ func appendQuery(buf []byte, sql string) []byte {
 
 var (
 	msgParseComplete = []byte{'1', 0, 0, 0, 4}
+	msgBindComplete  = []byte{'2', 0, 0, 0, 4}
+	msgNoData        = []byte{'n', 0, 0, 0, 4}
 	msgCloseComplete = []byte{'3', 0, 0, 0, 4}
 	msgSync          = []byte{'S', 0, 0, 0, 4}
 	msgFlush         = []byte{'H', 0, 0, 0, 4}

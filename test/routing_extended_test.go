@@ -234,3 +234,91 @@ func TestRoutingMultiShardExtendedWire(t *testing.T) {
 	check("after the error", round(one, &pgproto3.Execute{}),
 		"N routed to s1 (primary)", "2", "D", "D", "C SELECT 2", "Z I")
 }
+
+// TestRoutingExtendedTransactions: drivers such as pgJDBC send BEGIN
+// through the extended protocol, in the same round as the transaction's
+// first statement. pgshard answers it itself, as it does a simple BEGIN,
+// so the transaction binds to that statement's shard whichever shard the
+// session used before; COMMIT, ROLLBACK and SAVEPOINT follow it, and a
+// transaction pgshard failed ends with an extended-protocol ROLLBACK.
+func TestRoutingExtendedTransactions(t *testing.T) {
+	rc := routingServers(t)
+	checkNoGoroutineLeak(t)
+	rc.truncate(t, "users")
+	keys := rc.intKeys(t, usersRule, 1, 2)
+	p := startRoutingProxy(t, rc, routingOptions{})
+	c := loginTrust(t, p)
+
+	round := func(msgs ...pgproto3.FrontendMessage) []string {
+		t.Helper()
+		c.send(append(msgs, &pgproto3.Sync{})...)
+		var got []string
+		for {
+			switch m := c.receive().(type) {
+			case *pgproto3.NoticeResponse:
+				got = append(got, "N "+m.Message)
+			case *pgproto3.ParseComplete:
+				got = append(got, "1")
+			case *pgproto3.BindComplete:
+				got = append(got, "2")
+			case *pgproto3.NoData:
+				got = append(got, "n")
+			case *pgproto3.CommandComplete:
+				got = append(got, "C "+string(m.CommandTag))
+			case *pgproto3.ErrorResponse:
+				got = append(got, "E "+m.Code)
+			case *pgproto3.ReadyForQuery:
+				return append(got, "Z "+string(m.TxStatus))
+			default:
+				got = append(got, fmt.Sprintf("%T", m))
+			}
+		}
+	}
+	check := func(name string, got []string, want ...string) {
+		t.Helper()
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: the client got\n  %q\nwant\n  %q", name, got, want)
+		}
+	}
+	// stmt is how pgJDBC sends a statement: Parse, Bind, Describe, Execute.
+	stmt := func(sql string, args ...string) []pgproto3.FrontendMessage {
+		var params [][]byte
+		for _, a := range args {
+			params = append(params, []byte(a))
+		}
+		return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{Parameters: params},
+			&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}}
+	}
+	insert := "INSERT INTO users (id, name) VALUES ($1, 'jdbc')"
+	key := func(s, i int) string { return strconv.Itoa(keys[s][i]) }
+
+	for _, s := range []int{2, 0, 1} { // each transaction on a shard the session did not use last
+		check(fmt.Sprintf("BEGIN and an INSERT for s%d in one round", s),
+			round(slices.Concat(stmt("BEGIN"), stmt(insert, key(s, 0)))...),
+			"1", "2", "n", "C BEGIN", "1", "N "+routeNotice("primary", s), "2", "n", "C INSERT 0 1", "Z T")
+		check("COMMIT", round(stmt("COMMIT")...), "1", "N "+routeNotice("primary", s), "2", "n", "C COMMIT", "Z I")
+	}
+	placed := map[string]int{key(0, 0): 0, key(1, 0): 1, key(2, 0): 2}
+	rc.checkPlacement(t, "users", "id", placed)
+
+	// Rolled back, with a savepoint before the first statement.
+	check("BEGIN, SAVEPOINT", round(slices.Concat(stmt("BEGIN"), stmt("SAVEPOINT a"))...),
+		"1", "2", "n", "C BEGIN", "1", "2", "n", "C SAVEPOINT", "Z T")
+	check("INSERT", round(stmt(insert, key(1, 1))...), "1", "N "+routeNotice("primary", 1), "2", "n", "C INSERT 0 1", "Z T")
+	check("ROLLBACK", round(stmt("ROLLBACK")...), "1", "N "+routeNotice("primary", 1), "2", "n", "C ROLLBACK", "Z I")
+	rc.checkPlacement(t, "users", "id", placed)
+
+	// A transaction that touched nothing commits without a backend.
+	check("BEGIN, COMMIT", round(slices.Concat(stmt("BEGIN"), stmt("COMMIT"))...), "1", "2", "n", "C BEGIN", "1", "2", "n", "C COMMIT", "Z I")
+
+	// A statement pgshard refuses fails the transaction; only ROLLBACK
+	// ends it.
+	check("BEGIN, multi-shard statement", round(slices.Concat(stmt("BEGIN"), stmt("SELECT id FROM users"))...),
+		"1", "2", "n", "C BEGIN", "1", "E 0A000", "Z E")
+	check("in the failed transaction", round(stmt(insert, key(0, 1))...), "E 25P02", "Z E")
+	check("ROLLBACK", round(stmt("ROLLBACK")...), "1", "2", "n", "C ROLLBACK", "Z I")
+	check("after", round(stmt("SELECT name FROM users WHERE id = $1", key(2, 0))...),
+		"1", "N "+routeNotice("primary", 2), "2", "*pgproto3.RowDescription", "*pgproto3.DataRow", "C SELECT 1", "Z I")
+	rc.checkPlacement(t, "users", "id", placed)
+	rc.truncate(t, "users")
+}
