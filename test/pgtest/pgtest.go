@@ -546,6 +546,11 @@ func runProgram(ctx context.Context, bin binaries, cred *syscall.Credential, dir
 	cmd.Dir = dir
 	cmd.Env = childEnv()
 	cmd.SysProcAttr = sysProcAttr(cred)
+	// On cancel, kill the program's whole process group (pg_basebackup
+	// streams WAL from a child), and stop waiting for output its
+	// children may hold open.
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%s: %w\n%s", name, err, lastLines(string(out), 30))
