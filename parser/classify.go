@@ -185,16 +185,7 @@ func (lx *lexer) scanStatement() int {
 			lx.end = lx.pos
 			lx.pos++
 			return tokens
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
-			lx.pos++
-			continue
-		case c == '-' && lx.pos+1 < len(s) && s[lx.pos+1] == '-':
-			for lx.pos < len(s) && s[lx.pos] != '\n' {
-				lx.pos++
-			}
-			continue
-		case c == '/' && lx.pos+1 < len(s) && s[lx.pos+1] == '*':
-			lx.skipBlockComment()
+		case lx.skipSpace():
 			continue
 		case c == '(':
 			depth++
@@ -256,6 +247,25 @@ func (lx *lexer) addWord(w word) {
 		lx.words[lx.nwords] = w
 		lx.nwords++
 	}
+}
+
+// skipSpace advances past the white space character or the comment at
+// lx.pos, and reports whether there was one.
+func (lx *lexer) skipSpace() bool {
+	s := lx.src
+	switch c := s[lx.pos]; {
+	case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
+		lx.pos++
+	case c == '-' && lx.pos+1 < len(s) && s[lx.pos+1] == '-':
+		for lx.pos < len(s) && s[lx.pos] != '\n' {
+			lx.pos++
+		}
+	case c == '/' && lx.pos+1 < len(s) && s[lx.pos+1] == '*':
+		lx.skipBlockComment()
+	default:
+		return false
+	}
+	return true
 }
 
 func (lx *lexer) skipBlockComment() {

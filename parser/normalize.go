@@ -46,16 +46,7 @@ func Normalize(dst []byte, lits []string, sql string) ([]byte, []string, bool) {
 		c := s[lx.pos]
 		begin := lx.pos
 		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
-			lx.pos++
-			continue
-		case c == '-' && lx.pos+1 < len(s) && s[lx.pos+1] == '-':
-			for lx.pos < len(s) && s[lx.pos] != '\n' {
-				lx.pos++
-			}
-			continue
-		case c == '/' && lx.pos+1 < len(s) && s[lx.pos+1] == '*':
-			lx.skipBlockComment()
+		case lx.skipSpace():
 			continue
 		case c == '\'':
 			lx.skipQuoted('\'', false)

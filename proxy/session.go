@@ -921,9 +921,7 @@ func (s *session) closeMsg(body []byte) error {
 	if !ok {
 		return newFatal(codeProtocolViolation, "malformed Close message")
 	}
-	s.mu.Lock()
-	attached := s.backend != nil
-	s.mu.Unlock()
+	attached := s.attached()
 	switch {
 	case body[0] == 'S' && len(name) > 0:
 		delete(s.stmts, string(name))

@@ -35,6 +35,13 @@ func (s *session) poolFor(shard, server int) (*backendPool, error) {
 	return p, nil
 }
 
+// attached reports whether the session holds a backend.
+func (s *session) attached() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.backend != nil
+}
+
 // inTx reports whether the client is in a transaction block, bound to a
 // backend or not.
 func (s *session) inTx() bool {
@@ -437,10 +444,7 @@ func (s *session) virtualTx(st parser.Statement) (done bool, tag string, err err
 	if len(s.rt.shards) < 2 {
 		return false, "", nil
 	}
-	s.mu.Lock()
-	attached := s.backend != nil
-	s.mu.Unlock()
-	if attached {
+	if s.attached() {
 		return false, "", nil // a transaction on a backend: it answers
 	}
 	switch {
@@ -670,10 +674,7 @@ func (s *session) deferParse(fn func(c *serverConn) error) bool {
 	if s.rt == nil {
 		return false
 	}
-	s.mu.Lock()
-	attached := s.backend != nil
-	s.mu.Unlock()
-	if attached {
+	if s.attached() {
 		return false
 	}
 	s.deferred = append(s.deferred, fn)
@@ -688,10 +689,7 @@ func (s *session) parseAhead(class parser.Statement) bool {
 	if s.rt == nil || !txControl(class.Kind) || len(s.deferred) > 0 {
 		return false
 	}
-	s.mu.Lock()
-	attached := s.backend != nil
-	s.mu.Unlock()
-	if attached {
+	if s.attached() {
 		return false
 	}
 	s.reply(entry{kind: eFake, fake: msgParseComplete})

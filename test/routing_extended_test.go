@@ -151,87 +151,44 @@ func TestRoutingMultiShardExtendedWire(t *testing.T) {
 	p := startRoutingProxy(t, rc, routingOptions{})
 	c := loginTrust(t, p)
 
-	// round sends msgs and Sync, and returns what came back up to
-	// ReadyForQuery, as short strings.
-	round := func(msgs ...pgproto3.FrontendMessage) []string {
-		t.Helper()
-		c.send(append(msgs, &pgproto3.Sync{})...)
-		var got []string
-		for {
-			switch m := c.receive().(type) {
-			case *pgproto3.NoticeResponse:
-				got = append(got, "N "+m.Message)
-			case *pgproto3.ParseComplete:
-				got = append(got, "1")
-			case *pgproto3.BindComplete:
-				got = append(got, "2")
-			case *pgproto3.NoData:
-				got = append(got, "n")
-			case *pgproto3.ParameterDescription:
-				got = append(got, fmt.Sprintf("t %d", len(m.ParameterOIDs)))
-			case *pgproto3.RowDescription:
-				var cols []string
-				for _, f := range m.Fields {
-					cols = append(cols, string(f.Name))
-				}
-				got = append(got, "T "+strings.Join(cols, ","))
-			case *pgproto3.DataRow:
-				got = append(got, "D")
-			case *pgproto3.CommandComplete:
-				got = append(got, "C "+string(m.CommandTag))
-			case *pgproto3.ErrorResponse:
-				got = append(got, "E "+m.Code)
-			case *pgproto3.ReadyForQuery:
-				return append(got, "Z "+string(m.TxStatus))
-			default:
-				got = append(got, fmt.Sprintf("%T", m))
-			}
-		}
-	}
-	check := func(name string, got []string, want ...string) {
-		t.Helper()
-		if !slices.Equal(got, want) {
-			t.Errorf("%s: the client got\n  %q\nwant\n  %q", name, got, want)
-		}
-	}
 	text := func(v int) []byte { return []byte(strconv.Itoa(v)) }
 	all := routeNotice("primary", 0, 1, 2)
 	span := routeNotice("primary", 0, 2)
 	in2 := "SELECT id, name FROM users WHERE id IN ($1, $2)"
 	bind := &pgproto3.Bind{Parameters: [][]byte{text(keys[0][0]), text(keys[2][1])}}
 
-	check("parse, bind, describe, execute",
-		round(&pgproto3.Parse{Query: in2}, bind, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}),
+	checkWire(t, "parse, bind, describe, execute",
+		c.round(&pgproto3.Parse{Query: in2}, bind, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}),
 		"1", "N "+span, "2", "T id,name", "D", "D", "C SELECT 2", "Z I")
-	check("prepare", round(&pgproto3.Parse{Name: "in2", Query: in2}, &pgproto3.Describe{ObjectType: 'S', Name: "in2"}),
+	checkWire(t, "prepare", c.round(&pgproto3.Parse{Name: "in2", Query: in2}, &pgproto3.Describe{ObjectType: 'S', Name: "in2"}),
 		"1", "t 2", "T id,name", "Z I")
-	check("bind, execute of a prepared statement",
-		round(&pgproto3.Bind{PreparedStatement: "in2", Parameters: bind.Parameters}, &pgproto3.Execute{}),
+	checkWire(t, "bind, execute of a prepared statement",
+		c.round(&pgproto3.Bind{PreparedStatement: "in2", Parameters: bind.Parameters}, &pgproto3.Execute{}),
 		"N "+span, "2", "D", "D", "C SELECT 2", "Z I")
-	check("no rows", round(&pgproto3.Parse{Query: "SELECT id FROM users WHERE name = $1"},
+	checkWire(t, "no rows", c.round(&pgproto3.Parse{Query: "SELECT id FROM users WHERE name = $1"},
 		&pgproto3.Bind{Parameters: [][]byte{[]byte("nobody")}}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}),
 		"1", "N "+all, "2", "T id", "C SELECT 0", "Z I")
-	check("write without rows", round(&pgproto3.Parse{Query: "UPDATE users SET name = name WHERE name <> $1"},
+	checkWire(t, "write without rows", c.round(&pgproto3.Parse{Query: "UPDATE users SET name = name WHERE name <> $1"},
 		&pgproto3.Bind{Parameters: [][]byte{[]byte("nobody")}}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}),
 		"1", "N "+all, "2", "n", "C UPDATE 6", "Z I")
-	check("bind only", round(&pgproto3.Bind{PreparedStatement: "in2", Parameters: bind.Parameters}),
+	checkWire(t, "bind only", c.round(&pgproto3.Bind{PreparedStatement: "in2", Parameters: bind.Parameters}),
 		"N "+span, "2", "Z I")
-	check("row limit", round(&pgproto3.Bind{PreparedStatement: "in2", Parameters: bind.Parameters},
+	checkWire(t, "row limit", c.round(&pgproto3.Bind{PreparedStatement: "in2", Parameters: bind.Parameters},
 		&pgproto3.Execute{MaxRows: 1}, &pgproto3.Bind{PreparedStatement: "in2", Parameters: bind.Parameters}, &pgproto3.Execute{}),
 		"E 0A000", "Z I")
-	check("bind, then something else", round(&pgproto3.Bind{PreparedStatement: "in2", Parameters: bind.Parameters},
+	checkWire(t, "bind, then something else", c.round(&pgproto3.Bind{PreparedStatement: "in2", Parameters: bind.Parameters},
 		&pgproto3.Describe{ObjectType: 'S', Name: "in2"}, &pgproto3.Execute{}),
 		"E 0A000", "Z I")
 	// A pipeline: a multi-shard statement, then one on a single shard,
 	// in one round.
 	one := &pgproto3.Bind{PreparedStatement: "in2", Parameters: [][]byte{text(keys[1][0]), text(keys[1][1])}}
-	check("pipeline", round(&pgproto3.Bind{PreparedStatement: "in2", Parameters: bind.Parameters}, &pgproto3.Execute{}, one, &pgproto3.Execute{}),
+	checkWire(t, "pipeline", c.round(&pgproto3.Bind{PreparedStatement: "in2", Parameters: bind.Parameters}, &pgproto3.Execute{}, one, &pgproto3.Execute{}),
 		"N "+span, "2", "D", "D", "C SELECT 2", "N routed to s1 (primary)", "2", "D", "D", "C SELECT 2", "Z I")
 	// An error on a shard: the rest of the round is skipped.
-	check("error", round(&pgproto3.Parse{Query: "SELECT 1 / (id - id + $1) FROM users"},
+	checkWire(t, "error", c.round(&pgproto3.Parse{Query: "SELECT 1 / (id - id + $1) FROM users"},
 		&pgproto3.Bind{Parameters: [][]byte{[]byte("0")}}, &pgproto3.Execute{}, one, &pgproto3.Execute{}),
 		"1", "N "+all, "2", "E 22012", "Z I")
-	check("after the error", round(one, &pgproto3.Execute{}),
+	checkWire(t, "after the error", c.round(one, &pgproto3.Execute{}),
 		"N routed to s1 (primary)", "2", "D", "D", "C SELECT 2", "Z I")
 }
 
@@ -249,37 +206,6 @@ func TestRoutingExtendedTransactions(t *testing.T) {
 	p := startRoutingProxy(t, rc, routingOptions{})
 	c := loginTrust(t, p)
 
-	round := func(msgs ...pgproto3.FrontendMessage) []string {
-		t.Helper()
-		c.send(append(msgs, &pgproto3.Sync{})...)
-		var got []string
-		for {
-			switch m := c.receive().(type) {
-			case *pgproto3.NoticeResponse:
-				got = append(got, "N "+m.Message)
-			case *pgproto3.ParseComplete:
-				got = append(got, "1")
-			case *pgproto3.BindComplete:
-				got = append(got, "2")
-			case *pgproto3.NoData:
-				got = append(got, "n")
-			case *pgproto3.CommandComplete:
-				got = append(got, "C "+string(m.CommandTag))
-			case *pgproto3.ErrorResponse:
-				got = append(got, "E "+m.Code)
-			case *pgproto3.ReadyForQuery:
-				return append(got, "Z "+string(m.TxStatus))
-			default:
-				got = append(got, fmt.Sprintf("%T", m))
-			}
-		}
-	}
-	check := func(name string, got []string, want ...string) {
-		t.Helper()
-		if !slices.Equal(got, want) {
-			t.Errorf("%s: the client got\n  %q\nwant\n  %q", name, got, want)
-		}
-	}
 	// stmt is how pgJDBC sends a statement: Parse, Bind, Describe, Execute.
 	stmt := func(sql string, args ...string) []pgproto3.FrontendMessage {
 		var params [][]byte
@@ -293,32 +219,87 @@ func TestRoutingExtendedTransactions(t *testing.T) {
 	key := func(s, i int) string { return strconv.Itoa(keys[s][i]) }
 
 	for _, s := range []int{2, 0, 1} { // each transaction on a shard the session did not use last
-		check(fmt.Sprintf("BEGIN and an INSERT for s%d in one round", s),
-			round(slices.Concat(stmt("BEGIN"), stmt(insert, key(s, 0)))...),
+		checkWire(t, fmt.Sprintf("BEGIN and an INSERT for s%d in one round", s),
+			c.round(slices.Concat(stmt("BEGIN"), stmt(insert, key(s, 0)))...),
 			"1", "2", "n", "C BEGIN", "1", "N "+routeNotice("primary", s), "2", "n", "C INSERT 0 1", "Z T")
-		check("COMMIT", round(stmt("COMMIT")...), "1", "N "+routeNotice("primary", s), "2", "n", "C COMMIT", "Z I")
+		checkWire(t, "COMMIT", c.round(stmt("COMMIT")...), "1", "N "+routeNotice("primary", s), "2", "n", "C COMMIT", "Z I")
 	}
 	placed := map[string]int{key(0, 0): 0, key(1, 0): 1, key(2, 0): 2}
 	rc.checkPlacement(t, "users", "id", placed)
 
 	// Rolled back, with a savepoint before the first statement.
-	check("BEGIN, SAVEPOINT", round(slices.Concat(stmt("BEGIN"), stmt("SAVEPOINT a"))...),
+	checkWire(t, "BEGIN, SAVEPOINT", c.round(slices.Concat(stmt("BEGIN"), stmt("SAVEPOINT a"))...),
 		"1", "2", "n", "C BEGIN", "1", "2", "n", "C SAVEPOINT", "Z T")
-	check("INSERT", round(stmt(insert, key(1, 1))...), "1", "N "+routeNotice("primary", 1), "2", "n", "C INSERT 0 1", "Z T")
-	check("ROLLBACK", round(stmt("ROLLBACK")...), "1", "N "+routeNotice("primary", 1), "2", "n", "C ROLLBACK", "Z I")
+	checkWire(t, "INSERT", c.round(stmt(insert, key(1, 1))...), "1", "N "+routeNotice("primary", 1), "2", "n", "C INSERT 0 1", "Z T")
+	checkWire(t, "ROLLBACK", c.round(stmt("ROLLBACK")...), "1", "N "+routeNotice("primary", 1), "2", "n", "C ROLLBACK", "Z I")
 	rc.checkPlacement(t, "users", "id", placed)
 
 	// A transaction that touched nothing commits without a backend.
-	check("BEGIN, COMMIT", round(slices.Concat(stmt("BEGIN"), stmt("COMMIT"))...), "1", "2", "n", "C BEGIN", "1", "2", "n", "C COMMIT", "Z I")
+	checkWire(t, "BEGIN, COMMIT", c.round(slices.Concat(stmt("BEGIN"), stmt("COMMIT"))...), "1", "2", "n", "C BEGIN", "1", "2", "n", "C COMMIT", "Z I")
 
 	// A statement pgshard refuses fails the transaction; only ROLLBACK
 	// ends it.
-	check("BEGIN, multi-shard statement", round(slices.Concat(stmt("BEGIN"), stmt("SELECT id FROM users"))...),
+	checkWire(t, "BEGIN, multi-shard statement", c.round(slices.Concat(stmt("BEGIN"), stmt("SELECT id FROM users"))...),
 		"1", "2", "n", "C BEGIN", "1", "E 0A000", "Z E")
-	check("in the failed transaction", round(stmt(insert, key(0, 1))...), "E 25P02", "Z E")
-	check("ROLLBACK", round(stmt("ROLLBACK")...), "1", "2", "n", "C ROLLBACK", "Z I")
-	check("after", round(stmt("SELECT name FROM users WHERE id = $1", key(2, 0))...),
-		"1", "N "+routeNotice("primary", 2), "2", "*pgproto3.RowDescription", "*pgproto3.DataRow", "C SELECT 1", "Z I")
+	checkWire(t, "in the failed transaction", c.round(stmt(insert, key(0, 1))...), "E 25P02", "Z E")
+	checkWire(t, "ROLLBACK", c.round(stmt("ROLLBACK")...), "1", "2", "n", "C ROLLBACK", "Z I")
+	checkWire(t, "after", c.round(stmt("SELECT name FROM users WHERE id = $1", key(2, 0))...),
+		"1", "N "+routeNotice("primary", 2), "2", "T name", "D", "C SELECT 1", "Z I")
 	rc.checkPlacement(t, "users", "id", placed)
 	rc.truncate(t, "users")
+}
+
+// round sends msgs and a Sync, and returns what came back up to
+// ReadyForQuery, a short string a message: "1" ParseComplete, "2"
+// BindComplete, "n" NoData, "t <n>" ParameterDescription, "T <columns>",
+// "D" a DataRow, "C <tag>", "E <SQLSTATE>", "N <notice>", "Z <status>".
+func (c *rawConn) round(msgs ...pgproto3.FrontendMessage) []string {
+	c.t.Helper()
+	return c.roundTrip(append(msgs, &pgproto3.Sync{})...)
+}
+
+// roundTrip sends msgs and returns what came back up to ReadyForQuery
+// (see round).
+func (c *rawConn) roundTrip(msgs ...pgproto3.FrontendMessage) []string {
+	c.t.Helper()
+	c.send(msgs...)
+	var got []string
+	for {
+		switch m := c.receive().(type) {
+		case *pgproto3.NoticeResponse:
+			got = append(got, "N "+m.Message)
+		case *pgproto3.ParseComplete:
+			got = append(got, "1")
+		case *pgproto3.BindComplete:
+			got = append(got, "2")
+		case *pgproto3.NoData:
+			got = append(got, "n")
+		case *pgproto3.ParameterDescription:
+			got = append(got, fmt.Sprintf("t %d", len(m.ParameterOIDs)))
+		case *pgproto3.RowDescription:
+			var cols []string
+			for _, f := range m.Fields {
+				cols = append(cols, string(f.Name))
+			}
+			got = append(got, "T "+strings.Join(cols, ","))
+		case *pgproto3.DataRow:
+			got = append(got, "D")
+		case *pgproto3.CommandComplete:
+			got = append(got, "C "+string(m.CommandTag))
+		case *pgproto3.ErrorResponse:
+			got = append(got, "E "+m.Code)
+		case *pgproto3.ReadyForQuery:
+			return append(got, "Z "+string(m.TxStatus))
+		default:
+			got = append(got, fmt.Sprintf("%T", m))
+		}
+	}
+}
+
+// checkWire compares what a client got on the wire with want.
+func checkWire(t testing.TB, name string, got []string, want ...string) {
+	t.Helper()
+	if !slices.Equal(got, want) {
+		t.Errorf("%s: the client got\n  %q\nwant\n  %q", name, got, want)
+	}
 }
