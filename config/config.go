@@ -154,6 +154,9 @@ type Database struct {
 	// only read: a statement calling any other user function goes to the
 	// primary.
 	ReadOnlyFunctions []string `yaml:"read_only_functions"`
+	// CrossShard says what happens to a statement that needs more than one
+	// shard: allow (the default), deny (SQLSTATE 0A000) or log.
+	CrossShard CrossShard `yaml:"cross_shard"`
 }
 
 // Shard is one slice of a database: a primary and its replicas, each a
@@ -322,6 +325,7 @@ func (c *Config) ProxyOptions(logger *slog.Logger) (proxy.Options, error) {
 			MaxReplicaLag:     int64(d.MaxReplicaLag),
 			RouteNotices:      d.RouteNotices,
 			ReadOnlyFunctions: slices.Clone(d.ReadOnlyFunctions),
+			CrossShard:        proxy.CrossShard(d.CrossShard),
 		}
 		switch d.ReadYourWrites.Mode {
 		case ReadYourWritesLSN:

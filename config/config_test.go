@@ -71,6 +71,7 @@ func TestDefaults(t *testing.T) {
 			LoadBalance:    LoadBalanceRoundRobin,
 			ReadYourWrites: ReadYourWrites{Mode: ReadYourWritesLSN},
 			MaxReplicaLag:  16 << 20,
+			CrossShard:     CrossShardAllow,
 		}},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -465,7 +466,7 @@ databases:
 		MaxClientConn: 50,
 		Users:         []proxy.User{{Name: "app", Password: "app", Auth: proxy.AuthSCRAM}, {Name: "md", Password: md5App, Auth: proxy.AuthMD5}},
 		Databases: []proxy.Database{{Name: "app", BackendUser: "owner", BackendPassword: "pw", PoolSize: 4, MinPoolSize: 1, Shards: []proxy.Shard{{Name: "s0", Primary: "host=a", Replicas: []string{"host=b", "host=c"}}, {Name: "s1", Primary: "host=d"}},
-			DefaultShard: "s0", LoadBalance: proxy.LoadBalanceRoundRobin, ReadYourWrites: proxy.ReadYourWrites{LSN: true}, MaxReplicaLag: 16 << 20}},
+			DefaultShard: "s0", LoadBalance: proxy.LoadBalanceRoundRobin, ReadYourWrites: proxy.ReadYourWrites{LSN: true}, MaxReplicaLag: 16 << 20, CrossShard: proxy.CrossShardAllow}},
 		ClientLoginTimeout:         3 * time.Second,
 		MaxMessageSize:             8192,
 		ServerConnectTimeout:       2 * time.Second,

@@ -24,6 +24,7 @@ import (
 // Defaults of the routing keys; docs/config.md lists the same values.
 const (
 	defaultLoadBalance   = LoadBalanceRoundRobin
+	defaultCrossShard    = CrossShardAllow
 	defaultMaxReplicaLag = 16 * megabyte
 )
 
@@ -126,6 +127,17 @@ const (
 	LoadBalanceLeastBusy  LoadBalance = "least_busy"
 )
 
+// CrossShard is what pgshard does with a statement that needs more than
+// one shard.
+type CrossShard string
+
+// The cross-shard policies.
+const (
+	CrossShardAllow CrossShard = "allow" // run it on every shard it needs
+	CrossShardDeny  CrossShard = "deny"  // refuse it (SQLSTATE 0A000)
+	CrossShardLog   CrossShard = "log"   // run it, and log that it ran
+)
+
 // ReadYourWritesMode is how a client is kept from reading, on a replica,
 // data older than its own writes.
 type ReadYourWritesMode string
@@ -188,6 +200,7 @@ func applyRoutingDefaults(d *Database, p string, set func(string, func())) {
 		}
 	})
 	set(p+".load_balance", func() { d.LoadBalance = defaultLoadBalance })
+	set(p+".cross_shard", func() { d.CrossShard = defaultCrossShard })
 	set(p+".read_your_writes", func() { d.ReadYourWrites = defaultReadYourWrites })
 	set(p+".max_replica_lag", func() { d.MaxReplicaLag = defaultMaxReplicaLag })
 	for j := range d.Tables {
@@ -260,6 +273,11 @@ func checkRouting(r *reporter, p string, d *Database) {
 	case LoadBalanceRoundRobin, LoadBalanceRandom, LoadBalanceLeastBusy:
 	default:
 		r.add(p+".load_balance", "unknown load_balance %q; use round_robin, random or least_busy", d.LoadBalance)
+	}
+	switch d.CrossShard {
+	case CrossShardAllow, CrossShardDeny, CrossShardLog:
+	default:
+		r.add(p+".cross_shard", "unknown cross_shard %q; use allow, deny or log", d.CrossShard)
 	}
 	if d.ReadYourWrites.Mode == "" {
 		r.add(p+".read_your_writes", "required: lsn, off or a positive duration such as 5s (leave it out for lsn)")

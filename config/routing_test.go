@@ -37,6 +37,7 @@ const shardedDB = `databases:
     max_replica_lag: 1MB
     route_notices: true
     read_only_functions: [lower_email, public.price_of]
+    cross_shard: deny
 `
 
 func TestRoutingParse(t *testing.T) {
@@ -68,6 +69,7 @@ func TestRoutingParse(t *testing.T) {
 		MaxReplicaLag:     1 << 20,
 		RouteNotices:      true,
 		ReadOnlyFunctions: []string{"lower_email", "public.price_of"},
+		CrossShard:        CrossShardDeny,
 	}
 	if !reflect.DeepEqual(d, want) {
 		t.Errorf("got\n%#v\nwant\n%#v", d, want)
@@ -115,6 +117,7 @@ func TestRoutingInProxyOptions(t *testing.T) {
 		MaxReplicaLag:     1 << 20,
 		RouteNotices:      true,
 		ReadOnlyFunctions: []string{"lower_email", "public.price_of"},
+		CrossShard:        proxy.CrossShardDeny,
 	}
 	if fmt.Sprintf("%+v", d) != fmt.Sprintf("%+v", want) {
 		t.Errorf("got\n%+v\nwant\n%+v", d, want)
@@ -220,6 +223,7 @@ func TestRoutingErrors(t *testing.T) {
 		{"default_shard unknown", rdb("default_shard: s2"), []string{`databases[0].default_shard: unknown shard "s2"; the shards are s0, s1 (line 8)`}},
 		{"default_shard empty", rdb(`default_shard: ""`), []string{"databases[0].default_shard: must name a shard"}},
 		{"load_balance", rdb("load_balance: roundrobin"), []string{`databases[0].load_balance: unknown load_balance "roundrobin"; use round_robin, random or least_busy (line 8)`}},
+		{"cross_shard", rdb("cross_shard: never"), []string{`databases[0].cross_shard: unknown cross_shard "never"; use allow, deny or log (line 8)`}},
 		{"read_your_writes word", rdb("read_your_writes: on"), []string{`databases[0].read_your_writes: invalid read_your_writes "on": use lsn, off or a positive duration such as 5s (line 8)`}},
 		{"read_your_writes zero", rdb("read_your_writes: 0s"), []string{`databases[0].read_your_writes: invalid read_your_writes "0s"`}},
 		{"read_your_writes negative", rdb("read_your_writes: -5s"), []string{`databases[0].read_your_writes: invalid read_your_writes "-5s"`}},

@@ -87,6 +87,9 @@ type Database struct {
 	// ReadOnlyFunctions are user functions that only read ("name" or
 	// "schema.name"); calls of other user functions go to the primary.
 	ReadOnlyFunctions []string
+	// CrossShard is what happens to statements that need several shards;
+	// empty means allow.
+	CrossShard CrossShard
 }
 
 // TableRule says where a table's rows live; see config.TableRule, which it
@@ -123,6 +126,16 @@ const (
 	LoadBalanceRoundRobin LoadBalance = "round_robin"
 	LoadBalanceRandom     LoadBalance = "random"
 	LoadBalanceLeastBusy  LoadBalance = "least_busy"
+)
+
+// CrossShard is what pgshard does with a statement that needs more than
+// one shard.
+type CrossShard string
+
+const (
+	CrossShardAllow CrossShard = "allow" // run it on every shard it needs
+	CrossShardDeny  CrossShard = "deny"  // refuse it with SQLSTATE 0A000
+	CrossShardLog   CrossShard = "log"   // run it, and log at info level
 )
 
 // ReadYourWrites says how a client's reads are kept from missing its own

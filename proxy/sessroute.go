@@ -616,6 +616,14 @@ func (s *session) sendTo(d decision, body []byte, extended bool) (*serverConn, e
 // canScatter refuses a multi-shard statement pgshard cannot run on its
 // shards at once.
 func (s *session) canScatter(d decision, extended bool) error {
+	switch s.db.CrossShard {
+	case CrossShardDeny:
+		return s.refuseIn(&pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+			Message: fmt.Sprintf("cross-shard statement denied: it needs shards %s, and database %q has cross_shard: deny", s.shardNames(d.shards), s.db.Name),
+			Hint:    "Pin the statement to one shard with its shard key or a pgshard hint, or set cross_shard to allow."}, extended)
+	case CrossShardLog:
+		s.log.Info("cross-shard statement", "shards", s.shardNames(d.shards), "write", d.write)
+	}
 	if s.inTx() {
 		return s.refuseIn(s.crossShard(fmt.Sprintf("it needs shards %s inside a transaction", s.shardNames(d.shards))), extended)
 	}

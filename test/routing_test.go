@@ -160,6 +160,10 @@ type routingOptions struct {
 	readYourWrites string
 	// noNotices turns route_notices off.
 	noNotices bool
+	// crossShard is cross_shard; empty leaves it out (allow).
+	crossShard string
+	// logger, when set, receives pgshard's log.
+	logger *slog.Logger
 }
 
 // configYAML is the configuration file of a pgshard in front of rc.
@@ -170,6 +174,9 @@ func (rc *routingCluster) configYAML(o routingOptions) string {
 	lag := ""
 	if o.maxReplicaLag != "" {
 		lag = "\n    max_replica_lag: " + o.maxReplicaLag
+	}
+	if o.crossShard != "" {
+		lag += "\n    cross_shard: " + o.crossShard
 	}
 	url := func(s *pgtest.Server) string {
 		return fmt.Sprintf("postgres://127.0.0.1:%d/app?sslmode=disable", s.Port())
@@ -221,8 +228,8 @@ func startRoutingProxy(t testing.TB, rc *routingCluster, o routingOptions) *test
 	if err != nil {
 		t.Fatalf("config.Parse: %v\nconfiguration:\n%s", err, text)
 	}
-	var logger *slog.Logger
-	if testing.Verbose() {
+	logger := o.logger
+	if logger == nil && testing.Verbose() {
 		logger = testLogger(t)
 	}
 	opts, err := cfg.ProxyOptions(logger)
