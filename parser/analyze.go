@@ -106,6 +106,11 @@ type Analysis struct {
 	// functions the analyzer does not know (they might be aggregates); and
 	// INSERT, UPDATE and DELETE (with or without RETURNING).
 	Concat bool
+	// Sorted, for a SELECT with ORDER BY, LIMIT or OFFSET that is
+	// otherwise concatenable, says how its rows from several shards merge.
+	// NotMergeable says why a SELECT that is not Concat cannot be merged.
+	Sorted       *Sorted
+	NotMergeable string
 	// Assigned lists the columns the SET list of an UPDATE, or of INSERT
 	// ... ON CONFLICT DO UPDATE, assigns, with the target table.
 	Assigned []ColumnRef
@@ -336,6 +341,9 @@ func (a *analyzer) analyze(stmt *pg_query.Node) {
 		a.out.Kind = StmtSelect
 		a.selectPreds(n.SelectStmt)
 		a.out.Concat = concatenable(n.SelectStmt)
+		if !a.out.Concat {
+			a.out.Sorted, a.out.NotMergeable = sorted(n.SelectStmt)
+		}
 	case *pg_query.Node_InsertStmt:
 		a.out.Kind = StmtInsert
 		a.out.Concat = true

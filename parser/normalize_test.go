@@ -56,6 +56,8 @@ var normalizeCorpus = []string{
 	"SELECT * FROM users WHERE id = -(5) OR id = - ((6))",
 	"SELECT * FROM users WHERE id IN (-1, 2, 3) ORDER BY 1 LIMIT 5",
 	"SELECT name, count(*) FROM users GROUP BY 1 HAVING count(*) > 2 ORDER BY 2 DESC",
+	"SELECT id, name FROM users WHERE id > 5 ORDER BY 2 DESC, id LIMIT 10 OFFSET 20",
+	"SELECT * FROM users ORDER BY name, lower(name) LIMIT 3",
 	"INSERT INTO users (id, name) VALUES (1, 'a'), (2, 'b') ON CONFLICT (id) DO UPDATE SET name = 'c' RETURNING id, 'x'",
 	"UPDATE users SET name = 'n' WHERE id = 7 AND tenant = 'acme'",
 	"DELETE FROM users WHERE id = ANY('{1,2,3}'::int[])",
@@ -139,8 +141,18 @@ func canonical(as []Analysis, lits []string) string {
 			}
 			ins = append(ins, fmt.Sprintf("%v%v%v", in.Table, in.Columns, rows))
 		}
-		out += fmt.Sprintf("{%v ro=%v concat=%v funcs=%v user=%v tables=%v joins=%v hint=%v assigned=%v preds=%v inserts=%v}",
-			a.Kind, a.ReadOnly, a.Concat, a.Functions, a.UserFunctions, a.Tables, a.Joins, a.Hint, a.Assigned, preds, ins)
+		sorted := "-"
+		if s := a.Sorted; s != nil {
+			opt := func(v *Value) string {
+				if v == nil {
+					return "none"
+				}
+				return val(*v)
+			}
+			sorted = fmt.Sprintf("%v limit=%s offset=%s hidden=%d rewrite=%v", s.Keys, opt(s.Limit), opt(s.Offset), s.Hidden, s.Rewrite)
+		}
+		out += fmt.Sprintf("{%v ro=%v concat=%v sorted=%s funcs=%v user=%v tables=%v joins=%v hint=%v assigned=%v preds=%v inserts=%v}",
+			a.Kind, a.ReadOnly, a.Concat, sorted, a.Functions, a.UserFunctions, a.Tables, a.Joins, a.Hint, a.Assigned, preds, ins)
 	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,10 @@ type routes struct {
 	// learnMu serializes catalog lookups; learnedAt rate-limits them.
 	learnMu   sync.Mutex
 	learnedAt time.Time
+	// collation is the database's default collation on its first shard,
+	// once a merge of text keys needed it; collMu guards it.
+	collMu    sync.Mutex
+	collation string
 }
 
 // catalog is what the shards' catalogs say about the columns rules name:
@@ -511,6 +516,16 @@ type decision struct {
 	// anywhere: the statements name no table and no hint, so any shard
 	// can run them; shards holds the default shard.
 	anywhere bool
+	// sorted, for a multi-shard SELECT with ORDER BY, LIMIT or OFFSET,
+	// says how to merge the shards' rows; limit and offset are its LIMIT
+	// and OFFSET (-1: none). notMergeable says why rows that need merging
+	// cannot be.
+	sorted        *parser.Sorted
+	limit, offset int64
+	notMergeable  string
+	// hideDesc: the shards describe the portal for the merge only; the
+	// client did not ask for the RowDescription.
+	hideDesc bool
 }
 
 // decide routes the analysed statements of one message. p holds the Bind
@@ -548,6 +563,18 @@ func (rt *routes) decide(r *routing.Router, as []parser.Analysis, p *bindParams,
 			d.write = true
 		}
 		d.concat = d.concat && (a.Concat || plan.Kind == routing.Broadcast)
+		if !d.concat && len(as) == 1 {
+			d.notMergeable = a.NotMergeable
+			if a.Sorted != nil {
+				d.sorted = a.Sorted
+				if d.limit, err = limitOf(a.Sorted.Limit, p); err == nil {
+					d.offset, err = limitOf(a.Sorted.Offset, p)
+				}
+				if err != nil {
+					return decision{}, err
+				}
+			}
+		}
 		if len(shards) > 1 && rows != nil && len(as) == 1 {
 			for _, sh := range shards {
 				stmt, params, err := parser.SplitInsert(sql, func(i int) bool { return rows[i] == sh })
@@ -569,6 +596,26 @@ func (rt *routes) decide(r *routing.Router, as []parser.Analysis, p *bindParams,
 }
 
 func (rt *routes) readOnlyFunc(name string) bool { return rt.readOnly[name] }
+
+// limitOf is the value of a LIMIT or OFFSET: -1 for none (absent, or a
+// NULL parameter).
+func limitOf(v *parser.Value, p *bindParams) (int64, error) {
+	if v == nil {
+		return -1, nil
+	}
+	vals, ok, err := keyValues(*v, false, p, routing.KeyInt)
+	if err != nil {
+		return 0, &pgError{Severity: "ERROR", Code: codeInvalidTextRepr, Message: "invalid LIMIT or OFFSET: " + err.Error(), err: err}
+	}
+	if !ok || len(vals) != 1 {
+		return -1, nil
+	}
+	n, err := strconv.ParseInt(vals[0], 10, 64)
+	if err != nil {
+		return 0, &pgError{Severity: "ERROR", Code: codeInvalidTextRepr, Message: fmt.Sprintf("invalid LIMIT or OFFSET %q", vals[0]), err: err}
+	}
+	return n, nil
+}
 
 // routeError turns a routing error into the client's error.
 func routeError(err error) error {

@@ -3,11 +3,14 @@ package proxy
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"maps"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pgshard/pgshard/parser"
 )
 
 // A scatter runs one simple Query on several shards at once and gives the
@@ -17,10 +20,19 @@ import (
 // merging is the cross-shard work still to come.
 
 // scatterSink collects the messages of the shards' connections for the
-// session goroutine.
+// session goroutine. Closing quit releases readers the session no longer
+// listens to.
 type scatterSink struct {
 	msgs chan scatterMsg
+	quit chan struct{}
 }
+
+func newScatterSink() *scatterSink {
+	return &scatterSink{msgs: make(chan scatterMsg, 64), quit: make(chan struct{})}
+}
+
+// errAbandoned ends a connection whose replies the session stopped reading.
+var errAbandoned = errors.New("scatter abandoned")
 
 // scatterMsg is one backend message of a scatter, or the loss of a shard's
 // connection (err set).
@@ -41,17 +53,25 @@ func (k *scatterSink) read(c *serverConn, typ byte, n int) error {
 	if err != nil {
 		return err
 	}
-	k.msgs <- scatterMsg{c: c, typ: typ, body: body}
-	return nil
+	select {
+	case k.msgs <- scatterMsg{c: c, typ: typ, body: body}:
+		return nil
+	case <-k.quit:
+		return errAbandoned
+	}
 }
 
 func (k *scatterSink) lost(c *serverConn, err error) {
-	k.msgs <- scatterMsg{c: c, err: err}
+	select {
+	case k.msgs <- scatterMsg{c: c, err: err}:
+	case <-k.quit:
+	}
 }
 
 // scatterPart is one shard's share of a scatter.
 type scatterPart struct {
-	c *serverConn
+	c    *serverConn
+	sink *scatterSink
 	// skipZ counts the ReadyForQuery of pgshard's own queries sent ahead
 	// of the client's (settings).
 	skipZ int
@@ -63,7 +83,14 @@ type scatterPart struct {
 // combined result to the client.
 func (s *session) scatter(d decision, body []byte) error {
 	sql := bodyString(body)
-	return s.scatterRun(d, false, func(i int, b []byte) []byte {
+	if d.sorted != nil && d.sorted.Rewrite {
+		q, err := parser.ShardQuery(sql)
+		if err != nil {
+			return err
+		}
+		sql = q
+	}
+	return s.scatterRun(d, false, d.sorted != nil, func(i int, b []byte) []byte {
 		if d.split != nil {
 			return appendQuery(b, d.split[i])
 		}
@@ -114,15 +141,29 @@ func (s *session) holdScatter(typ byte, body []byte) (bool, error) {
 // Describe if asked and Execute if exec, each closed by a Sync of
 // pgshard's own. The client's own Sync follows.
 func (s *session) scatterExt(x *extScatter, exec bool) error {
-	return s.scatterRun(x.d, true, func(i int, b []byte) []byte {
-		query, types, params := x.query, x.types, x.params
+	query := x.query
+	merge := x.d.sorted != nil && exec
+	if merge && x.d.sorted.Rewrite {
+		q, err := parser.ShardQuery(query)
+		if err != nil {
+			return err
+		}
+		query = q
+	}
+	if merge && !x.describe {
+		// The merge needs the column types: the shards describe the
+		// portal, and the client, which did not ask, does not see it.
+		x.d.hideDesc = true
+	}
+	return s.scatterRun(x.d, true, merge, func(i int, b []byte) []byte {
+		query, types, params := query, x.types, x.params
 		if x.d.split != nil {
 			keep := x.d.splitParams[i]
 			query, types, params = x.d.split[i], cutTypes(types, keep), cutBind(params, keep)
 		}
 		b = appendMsg3(b, 'P', []byte{0}, []byte(query), []byte{0}, types)
 		b = appendMsg3(b, 'B', []byte{0, 0}, params)
-		if x.describe {
+		if x.describe || merge {
 			b = appendMsg3(b, 'D', []byte{'P', 0})
 		}
 		if exec {
@@ -208,11 +249,13 @@ func cutBind(params []byte, keep []int) []byte {
 // scatterRun runs a statement on each shard of d at once: msgs appends
 // what to send to the i-th shard. The shards' replies reach the client as
 // one result; extended says they are of the extended protocol.
-func (s *session) scatterRun(d decision, extended bool, msgs func(i int, b []byte) []byte) error {
+func (s *session) scatterRun(d decision, extended, merge bool, msgs func(i int, b []byte) []byte) error {
 	if err := s.letGo(); err != nil {
 		return err
 	}
-	sink := &scatterSink{msgs: make(chan scatterMsg, 64)}
+	// Merging reads each shard's stream on its own: a sink a shard. Else
+	// the rows go out as they come, from one sink.
+	sink := newScatterSink()
 	parts := make([]*scatterPart, 0, len(d.shards))
 	release := func() {
 		for _, p := range parts {
@@ -220,6 +263,11 @@ func (s *session) scatterRun(d decision, extended bool, msgs func(i int, b []byt
 				continue
 			}
 			p.c.sink.Store(nil)
+			select {
+			case <-p.sink.quit:
+			default:
+				close(p.sink.quit)
+			}
 			if p.done {
 				s.giveBack(p.c) // its params were brought in line when sent
 			} else {
@@ -238,9 +286,12 @@ func (s *session) scatterRun(d decision, extended bool, msgs func(i int, b []byt
 			return err
 		}
 		servers[i] = server
-		p := &scatterPart{c: c}
+		p := &scatterPart{c: c, sink: sink}
+		if merge {
+			p.sink = newScatterSink()
+		}
 		parts = append(parts, p)
-		c.sink.Store(sink)
+		c.sink.Store(p.sink)
 		var b []byte
 		if set := s.paramsSQL(c); set != "" {
 			b = appendQuery(b, set)
@@ -254,7 +305,12 @@ func (s *session) scatterRun(d decision, extended bool, msgs func(i int, b []byt
 		}
 	}
 	s.routeNotice(d.shards, servers)
-	err := s.gather(parts, sink, d.copies, extended)
+	var err error
+	if merge {
+		err = s.gatherSorted(parts, d, extended)
+	} else {
+		err = s.gather(parts, sink, d.copies, extended)
+	}
 	if d.write {
 		now := time.Now()
 		s.mu.Lock()

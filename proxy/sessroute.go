@@ -627,8 +627,12 @@ func (s *session) canScatter(d decision, extended bool) error {
 	if s.inTx() {
 		return s.refuseIn(s.crossShard(fmt.Sprintf("it needs shards %s inside a transaction", s.shardNames(d.shards))), extended)
 	}
-	if !d.concat {
-		return s.crossShard(fmt.Sprintf("it needs shards %s and its rows would have to be merged (ORDER BY, LIMIT, DISTINCT, GROUP BY or aggregates); pin one shard key", s.shardNames(d.shards)))
+	if !d.concat && d.sorted == nil {
+		why := "DISTINCT, GROUP BY, aggregates or window functions"
+		if d.notMergeable != "" {
+			why = d.notMergeable
+		}
+		return s.crossShard(fmt.Sprintf("it needs shards %s and pgshard cannot merge their rows yet (%s); pin one shard key", s.shardNames(d.shards), why))
 	}
 	return nil
 }

@@ -1,0 +1,264 @@
+package parser
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Sorted says how the rows of a SELECT with ORDER BY, LIMIT or OFFSET
+// that runs on several shards merge into its result: each shard returns
+// its rows in the statement's order, and the proxy merges the shards'
+// streams by Keys, then skips Offset rows and stops after Limit.
+type Sorted struct {
+	// Keys are the ORDER BY keys, as columns of the rows the shards
+	// return: 0-based from the left, or negative from the right (-1 is the
+	// last column) for keys the shards' statement adds (Hidden).
+	Keys []SortKey
+	// Limit and Offset are the statement's LIMIT and OFFSET, nil when
+	// absent (LIMIT ALL is absent).
+	Limit, Offset *Value
+	// Hidden counts the columns added at the end of the shards' output
+	// for ORDER BY keys that are not output columns; the proxy strips them.
+	Hidden int
+	// Rewrite says the shards run ShardQuery's rewrite of the statement
+	// (hidden columns; LIMIT limit+offset without OFFSET), not the text.
+	Rewrite bool
+}
+
+// SortKey is one ORDER BY key.
+type SortKey struct {
+	Column           int
+	Desc, NullsFirst bool
+}
+
+// sorted returns how the rows of sel merge, or nil when they cannot be
+// merged by sorting (see Sorted), with why.
+func sorted(sel *pg_query.SelectStmt) (*Sorted, string) {
+	if sel == nil || sel.Op != pg_query.SetOperation_SETOP_NONE {
+		return nil, "set operations other than UNION ALL"
+	}
+	if len(sel.SortClause) == 0 && sel.LimitCount == nil && sel.LimitOffset == nil {
+		return nil, ""
+	}
+	switch {
+	case len(sel.DistinctClause) > 0:
+		return nil, "DISTINCT"
+	case len(sel.GroupClause) > 0 || sel.HavingClause != nil:
+		return nil, "GROUP BY"
+	case len(sel.WindowClause) > 0:
+		return nil, "window functions"
+	case sel.IntoClause != nil || len(sel.ValuesLists) > 0:
+		return nil, "SELECT INTO or VALUES"
+	case sel.LimitOption == pg_query.LimitOption_LIMIT_OPTION_WITH_TIES:
+		return nil, "FETCH ... WITH TIES"
+	}
+	if !plainOutput(sel.TargetList) {
+		return nil, "aggregates or window functions"
+	}
+	s := &Sorted{}
+	if v := limitValue(sel.LimitCount); v != nil {
+		if v.Kind != ValueInt && v.Kind != ValueParam {
+			return nil, "a LIMIT that is not a number or a parameter"
+		}
+		s.Limit = v
+	}
+	if v := limitValue(sel.LimitOffset); v != nil {
+		if v.Kind != ValueInt && v.Kind != ValueParam {
+			return nil, "an OFFSET that is not a number or a parameter"
+		}
+		s.Offset = v
+		s.Rewrite = true
+	}
+	// Output columns known by position: those before any '*'.
+	known := len(sel.TargetList)
+	for i, t := range sel.TargetList {
+		if rt := t.GetResTarget(); rt != nil && isStar(rt.Val) {
+			known = i
+			break
+		}
+	}
+	var hidden []*pg_query.Node
+	for _, n := range sel.SortClause {
+		sb := n.GetSortBy()
+		if sb == nil || sb.SortbyDir == pg_query.SortByDir_SORTBY_USING {
+			return nil, "ORDER BY ... USING"
+		}
+		key := SortKey{Desc: sb.SortbyDir == pg_query.SortByDir_SORTBY_DESC}
+		key.NullsFirst = key.Desc
+		switch sb.SortbyNulls {
+		case pg_query.SortByNulls_SORTBY_NULLS_FIRST:
+			key.NullsFirst = true
+		case pg_query.SortByNulls_SORTBY_NULLS_LAST:
+			key.NullsFirst = false
+		}
+		col, ok := outputColumn(sb.Node, sel.TargetList, known)
+		if !ok && sb.Node.GetAConst() != nil {
+			return nil, "ORDER BY a position after * or out of range"
+		}
+		if !ok {
+			hidden = append(hidden, sb.Node)
+			col = -len(hidden) // fixed up below, once all are known
+		}
+		key.Column = col
+		s.Keys = append(s.Keys, key)
+	}
+	s.Hidden = len(hidden)
+	for i := range s.Keys {
+		if c := s.Keys[i].Column; c < 0 {
+			// The j-th hidden key (c = -(j+1)) is the j-th added column.
+			s.Keys[i].Column = -(len(hidden) - (-c - 1))
+		}
+	}
+	if s.Hidden > 0 {
+		s.Rewrite = true
+	}
+	return s, ""
+}
+
+// plainOutput reports whether an output list has no aggregates, window
+// functions or functions the analyser does not know.
+func plainOutput(targets []*pg_query.Node) bool {
+	ok := true
+	for _, t := range targets {
+		visitOutput(t, func(f *pg_query.FuncCall) {
+			var parts []string
+			for _, n := range f.Funcname {
+				parts = append(parts, n.GetString_().GetSval())
+			}
+			if f.Over != nil || f.AggStar || f.AggDistinct || len(f.AggOrder) > 0 || f.AggFilter != nil ||
+				len(parts) == 0 || aggregates[parts[len(parts)-1]] || funcClass(parts) == funcUnknown {
+				ok = false
+			}
+		})
+	}
+	return ok
+}
+
+// limitValue is the value of a LIMIT or OFFSET expression; nil for none
+// and for LIMIT ALL (a NULL constant).
+func limitValue(n *pg_query.Node) *Value {
+	if n == nil {
+		return nil
+	}
+	v := valueOf(n)
+	if v.Kind == ValueNull {
+		return nil
+	}
+	return &v
+}
+
+func isStar(n *pg_query.Node) bool {
+	cr := n.GetColumnRef()
+	if cr == nil || len(cr.Fields) == 0 {
+		return false
+	}
+	return cr.Fields[len(cr.Fields)-1].GetAStar() != nil
+}
+
+// outputColumn finds the output column an ORDER BY expression names: a
+// position, an output name, or the same expression as an output column,
+// among the first known columns.
+func outputColumn(n *pg_query.Node, targets []*pg_query.Node, known int) (int, bool) {
+	if c := n.GetAConst(); c != nil {
+		if iv, ok := c.Val.(*pg_query.A_Const_Ival); ok {
+			pos := int(iv.Ival.GetIval())
+			if pos >= 1 && pos <= known {
+				return pos - 1, true
+			}
+		}
+		return 0, false
+	}
+	if cr := n.GetColumnRef(); cr != nil && len(cr.Fields) == 1 {
+		name := cr.Fields[0].GetString_().GetSval()
+		for i, t := range targets[:known] {
+			if rt := t.GetResTarget(); rt != nil && rt.Name != "" && rt.Name == name {
+				return i, true
+			}
+		}
+	}
+	for i, t := range targets[:known] {
+		if rt := t.GetResTarget(); rt != nil && sameExpr(rt.Val, n) {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// sameExpr reports whether two expressions are the same but for where
+// they stand in the text.
+func sameExpr(a, b *pg_query.Node) bool {
+	a, b = proto.Clone(a).(*pg_query.Node), proto.Clone(b).(*pg_query.Node)
+	clearLocations(a.ProtoReflect())
+	clearLocations(b.ProtoReflect())
+	return proto.Equal(a, b)
+}
+
+func clearLocations(m protoreflect.Message) {
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.Name() == "location" && fd.Kind() == protoreflect.Int32Kind:
+			m.Clear(fd)
+		case fd.IsList() && fd.Message() != nil:
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				clearLocations(l.Get(i).Message())
+			}
+		case fd.Message() != nil && !fd.IsMap():
+			clearLocations(v.Message())
+		}
+		return true
+	})
+}
+
+// ShardQuery rewrites sql, a SELECT whose Analysis has Sorted.Rewrite, into
+// what each shard runs: the ORDER BY keys that are not output columns
+// added at the end of the output, and LIMIT limit+offset without OFFSET.
+// The result is deparsed SQL: equivalent, but comments and layout are not
+// kept.
+func ShardQuery(sql string) (string, error) {
+	tree, err := pg_query.Parse(sql)
+	if err != nil {
+		return "", fmt.Errorf("parse: %w", err)
+	}
+	if len(tree.Stmts) != 1 || tree.Stmts[0].GetStmt().GetSelectStmt() == nil {
+		return "", errors.New("shard query: expected one SELECT")
+	}
+	sel := tree.Stmts[0].GetStmt().GetSelectStmt()
+	known := len(sel.TargetList)
+	for i, t := range sel.TargetList {
+		if rt := t.GetResTarget(); rt != nil && isStar(rt.Val) {
+			known = i
+			break
+		}
+	}
+	n := 0
+	for _, sb := range sel.SortClause {
+		node := sb.GetSortBy().GetNode()
+		if _, ok := outputColumn(node, sel.TargetList, known); ok {
+			continue
+		}
+		n++
+		sel.TargetList = append(sel.TargetList, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
+			Name: "pgshard_sort_" + strconv.Itoa(n), Val: node}}})
+	}
+	if sel.LimitOffset != nil {
+		if sel.LimitCount != nil && limitValue(sel.LimitCount) != nil {
+			// bigint operands: parameters of unknown type must not make
+			// the + ambiguous.
+			bigint := func(n *pg_query.Node) *pg_query.Node {
+				return &pg_query.Node{Node: &pg_query.Node_TypeCast{TypeCast: &pg_query.TypeCast{Arg: n,
+					TypeName: &pg_query.TypeName{Names: []*pg_query.Node{pg_query.MakeStrNode("pg_catalog"), pg_query.MakeStrNode("int8")}, Typemod: -1}}}}
+			}
+			sel.LimitCount = &pg_query.Node{Node: &pg_query.Node_AExpr{AExpr: &pg_query.A_Expr{
+				Kind: pg_query.A_Expr_Kind_AEXPR_OP, Name: []*pg_query.Node{pg_query.MakeStrNode("+")},
+				Lexpr: bigint(sel.LimitCount), Rexpr: bigint(sel.LimitOffset)}}}
+		}
+		sel.LimitOffset = nil
+	}
+	return pg_query.Deparse(tree)
+}

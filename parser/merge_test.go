@@ -1,0 +1,58 @@
+package parser
+
+import (
+	"fmt"
+	"testing"
+)
+
+func TestSorted(t *testing.T) {
+	for _, tc := range []struct {
+		sql, want, shard string // want "": not mergeable by sorting
+	}{
+		{"SELECT id, name FROM users ORDER BY id", "keys=[{0 false false}] limit=<nil> offset=<nil> hidden=0", ""},
+		{"SELECT id, name FROM users ORDER BY 2 DESC, id NULLS FIRST LIMIT 10", "keys=[{1 true true} {0 false true}] limit=10 offset=<nil> hidden=0", ""},
+		{"SELECT id AS k, lower(name) FROM users ORDER BY k DESC NULLS LAST, lower(name)", "keys=[{0 true false} {1 false false}] limit=<nil> offset=<nil> hidden=0", ""},
+		{"SELECT id FROM users ORDER BY name, id LIMIT $1 OFFSET $2", "keys=[{-1 false false} {0 false false}] limit=$1 offset=$2 hidden=1",
+			"SELECT id, name AS pgshard_sort_1 FROM users ORDER BY name, id LIMIT $1::bigint + $2::bigint"},
+		{"SELECT * FROM users ORDER BY name DESC, created_at OFFSET 5", "keys=[{-2 true true} {-1 false false}] limit=<nil> offset=5 hidden=2",
+			"SELECT *, name AS pgshard_sort_1, created_at AS pgshard_sort_2 FROM users ORDER BY name DESC, created_at"},
+		{"SELECT id FROM users LIMIT 3", "keys=[] limit=3 offset=<nil> hidden=0", ""},
+		{"SELECT id FROM users LIMIT ALL OFFSET 2", "keys=[] limit=<nil> offset=2 hidden=0", "SELECT id FROM users LIMIT ALL"},
+		{"SELECT * FROM users ORDER BY 2", "", ""},
+		{"SELECT DISTINCT id FROM users ORDER BY id", "", ""},
+		{"SELECT count(*) FROM users ORDER BY 1", "", ""},
+		{"SELECT id FROM users ORDER BY id FETCH FIRST 2 ROWS WITH TIES", "", ""},
+		{"SELECT id FROM users ORDER BY id USING >", "", ""},
+		{"SELECT id FROM users", "", ""},
+	} {
+		as, err := Analyze(tc.sql)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.sql, err)
+		}
+		got := ""
+		if s := as[0].Sorted; s != nil {
+			str := func(v *Value) string {
+				if v == nil {
+					return "<nil>"
+				}
+				return v.String()
+			}
+			got = fmt.Sprintf("keys=%v limit=%s offset=%s hidden=%d", s.Keys, str(s.Limit), str(s.Offset), s.Hidden)
+			if s.Keys == nil {
+				got = fmt.Sprintf("keys=[] limit=%s offset=%s hidden=%d", str(s.Limit), str(s.Offset), s.Hidden)
+			}
+			if s.Rewrite != (tc.shard != "") {
+				t.Errorf("%s: Rewrite %v", tc.sql, s.Rewrite)
+			}
+			if s.Rewrite {
+				q, err := ShardQuery(tc.sql)
+				if err != nil || q != tc.shard {
+					t.Errorf("%s: ShardQuery\n got  %q %v\n want %q", tc.sql, q, err, tc.shard)
+				}
+			}
+		}
+		if got != tc.want {
+			t.Errorf("%s:\n got  %s\n want %s", tc.sql, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,319 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshard/pgshard/routing"
+)
+
+// A multi-shard SELECT with ORDER BY, LIMIT or OFFSET: each shard runs it
+// (with LIMIT limit+offset and no OFFSET, and with any ORDER BY key that
+// is not an output column added at the end), and the session merges the
+// shards' sorted streams row by row, the smallest head first, skipping
+// OFFSET rows and stopping after LIMIT. Each shard has its own sink, so a
+// shard whose rows are not wanted yet is held back by TCP, not buffered.
+
+// mergeStream is one shard's stream of rows in a merge.
+type mergeStream struct {
+	p    *scatterPart
+	body []byte   // the current DataRow, nil at the end
+	row  [][]byte // its values
+}
+
+// gatherSorted relays the shards' rows to the client merged by d.sorted.
+func (s *session) gatherSorted(parts []*scatterPart, d decision, extended bool) error {
+	var (
+		desc    []byte // the shards' RowDescription, all columns
+		firstE  []byte
+		sent    = map[byte]bool{}
+		out     []byte
+		ncols   int
+		hidden  = d.sorted.Hidden
+		emitted int64
+	)
+	fail := func(pe *pgError) {
+		if firstE == nil {
+			firstE = appendErrorResponse(nil, pe)
+		}
+	}
+	// next reads p's messages up to its next DataRow, which it returns,
+	// or to its end (nil).
+	next := func(p *scatterPart) []byte {
+		for !p.done {
+			if len(out) > 64<<10 {
+				out = s.writeClient(out)
+			}
+			var m scatterMsg
+			select {
+			case m = <-p.sink.msgs:
+			default:
+				out = s.writeClient(out)
+				s.flushClient()
+				m = <-p.sink.msgs
+			}
+			if m.err != nil {
+				p.done, p.c = true, nil
+				fail(&pgError{Severity: "ERROR", Code: codeConnectionFailure, err: m.err,
+					Message: fmt.Sprintf("lost connection to server %s (%s)", m.c.p.shard, m.c.p.addr)})
+				return nil
+			}
+			if p.skipZ > 0 {
+				switch m.typ {
+				case 'Z':
+					p.skipZ--
+				case 'E':
+					out = appendMsg(out, 'N', m.body) // a failed settings replay: warn
+				}
+				continue
+			}
+			switch m.typ {
+			case 'D':
+				if firstE == nil {
+					return m.body
+				}
+			case 'T':
+				if desc == nil {
+					desc = m.body
+					if !d.hideDesc {
+						out = appendMsg(out, 'T', stripColumns(bytes.Clone(m.body), hidden))
+					}
+				} else if !sameColumns(desc, m.body) {
+					fail(&pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+						Message: fmt.Sprintf("shard %s returned different columns than the other shards", m.c.p.shard),
+						Hint:    "Check that the table has the same definition on every shard."})
+				}
+			case '2':
+				if !sent[m.typ] && firstE == nil {
+					sent[m.typ] = true
+					out = appendMsg(out, m.typ, m.body)
+				}
+			case '1', 'C', 'S':
+			case 'E':
+				if firstE == nil {
+					firstE = appendMsg(nil, 'E', m.body)
+				}
+			case 'N', 'A':
+				out = appendMsg(out, m.typ, m.body)
+			case 'Z':
+				p.done = true
+			default:
+				fail(&pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+					Message: fmt.Sprintf("unexpected message %q from shard %s in a multi-shard statement", m.typ, m.c.p.shard)})
+			}
+		}
+		return nil
+	}
+
+	streams := make([]*mergeStream, 0, len(parts))
+	for _, p := range parts {
+		st := &mergeStream{p: p, body: next(p)}
+		streams = append(streams, st)
+	}
+	var order *routing.RowOrder
+	if firstE == nil && desc != nil {
+		cols, err := rowColumns(desc)
+		if err == nil {
+			ncols = len(cols)
+			order, err = s.rowOrder(cols, d)
+		}
+		if err != nil {
+			fail(toPgError(err))
+		}
+	}
+	for _, st := range streams {
+		if st.body != nil && firstE == nil {
+			var err error
+			if st.row, err = routing.SplitDataRow(st.body, nil); err != nil || len(st.row) != ncols {
+				fail(&pgError{Severity: "ERROR", Code: codeProtocolViolation, Message: "malformed DataRow from a shard"})
+			}
+		}
+	}
+	skip := d.offset
+	for firstE == nil && (d.limit < 0 || emitted < d.limit) {
+		var min *mergeStream
+		for _, st := range streams {
+			if st.body != nil && (min == nil || order.Compare(st.row, min.row) < 0) {
+				min = st
+			}
+		}
+		if min == nil {
+			break
+		}
+		if skip > 0 {
+			skip--
+		} else {
+			out = appendMsg(out, 'D', stripValues(min.body, hidden))
+			emitted++
+		}
+		min.body = next(min.p)
+		if min.body != nil {
+			var err error
+			if min.row, err = routing.SplitDataRow(min.body, min.row); err != nil || len(min.row) != ncols {
+				fail(&pgError{Severity: "ERROR", Code: codeProtocolViolation, Message: "malformed DataRow from a shard"})
+			}
+		}
+	}
+	// Shards still sending rows that are not wanted are abandoned: their
+	// connections close (see scatterRun).
+	switch {
+	case firstE != nil:
+		out = append(out, firstE...)
+		if extended {
+			s.skipToSync = true
+		}
+	default:
+		out = appendCommandComplete(out, fmt.Sprintf("SELECT %d", emitted))
+	}
+	if !extended {
+		out = appendReadyForQuery(out, 'I')
+	}
+	s.writeClient(out)
+	s.flushClient()
+	return errHandled
+}
+
+// writeClient writes b to the client's buffer and returns b emptied.
+func (s *session) writeClient(b []byte) []byte {
+	if len(b) == 0 {
+		return b
+	}
+	s.wmu.Lock()
+	if s.clientErr == nil {
+		_, s.clientErr = s.cw.Write(b)
+	}
+	s.wmu.Unlock()
+	return b[:0]
+}
+
+// flushClient sends what the client's buffer holds.
+func (s *session) flushClient() {
+	s.wmu.Lock()
+	if s.clientErr == nil {
+		s.clientErr = s.cw.Flush()
+	}
+	s.wmu.Unlock()
+}
+
+// rowOrder is the order of d's sort keys over rows of cols. Text keys are
+// compared byte by byte, which is PostgreSQL's order only under the C
+// collation: other databases get an error that says so.
+func (s *session) rowOrder(cols []routing.Column, d decision) (*routing.RowOrder, error) {
+	var keys []routing.SortKey
+	for _, k := range d.sorted.Keys {
+		c := k.Column
+		if c < 0 {
+			c += len(cols)
+		}
+		if c < 0 || c >= len(cols) {
+			return nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported, Message: "ORDER BY key out of range of the shards' rows"}
+		}
+		if routing.IsTextType(cols[c].Type) {
+			if err := s.rt.checkByteOrder(s.ctx, s.connectShard); err != nil {
+				return nil, err
+			}
+		}
+		keys = append(keys, routing.SortKey{Column: c, Desc: k.Desc, NullsFirst: k.NullsFirst})
+	}
+	o, err := routing.NewRowOrder(cols, keys)
+	if errors.Is(err, routing.ErrNotComparable) {
+		return nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported, err: err,
+			Message: fmt.Sprintf("cannot merge the shards' rows: pgshard %v", err),
+			Hint:    "Order by columns of numeric, text, date/time, boolean or uuid types, or pin the statement to one shard."}
+	}
+	return o, err
+}
+
+// checkByteOrder checks, once, that the database's default collation on
+// its first shard is C or POSIX, so that text sorts byte by byte.
+func (rt *routes) checkByteOrder(ctx context.Context, connect func(context.Context, int) (*pgconn.PgConn, error)) error {
+	rt.collMu.Lock()
+	defer rt.collMu.Unlock()
+	if rt.collation == "" {
+		conn, err := connect(ctx, 0)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		res := conn.ExecParams(ctx, "SELECT datcollate FROM pg_database WHERE datname = current_database()", nil, nil, nil, nil).Read()
+		if res.Err != nil {
+			return res.Err
+		}
+		if len(res.Rows) != 1 {
+			return errors.New("could not read the database's collation")
+		}
+		rt.collation = string(res.Rows[0][0])
+	}
+	switch rt.collation {
+	case "C", "POSIX", "C.UTF-8", "C.utf8":
+		return nil
+	}
+	return &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+		Message: fmt.Sprintf("cannot merge text sorted under collation %q across shards: pgshard merges text in byte order (the C collation)", rt.collation),
+		Hint:    `Add COLLATE "C" to the ORDER BY key, or pin the statement to one shard.`}
+}
+
+// rowColumns reads the column types and formats of a RowDescription.
+func rowColumns(desc []byte) ([]routing.Column, error) {
+	bad := errors.New("malformed RowDescription")
+	if len(desc) < 2 {
+		return nil, bad
+	}
+	n := int(binary.BigEndian.Uint16(desc))
+	b := desc[2:]
+	cols := make([]routing.Column, 0, n)
+	for i := 0; i < n; i++ {
+		z := bytes.IndexByte(b, 0)
+		if z < 0 || len(b) < z+19 {
+			return nil, bad
+		}
+		f := b[z+1:]
+		cols = append(cols, routing.Column{Type: binary.BigEndian.Uint32(f[6:]), Format: int16(binary.BigEndian.Uint16(f[16:]))})
+		b = b[z+19:]
+	}
+	return cols, nil
+}
+
+// stripColumns drops the last n fields of a RowDescription, in place.
+func stripColumns(desc []byte, n int) []byte {
+	if n == 0 || len(desc) < 2 {
+		return desc
+	}
+	total := int(binary.BigEndian.Uint16(desc))
+	b, end := desc[2:], 2
+	for i := 0; i < total-n; i++ {
+		z := bytes.IndexByte(b, 0)
+		if z < 0 || len(b) < z+19 {
+			return desc
+		}
+		b, end = b[z+19:], end+z+19
+	}
+	binary.BigEndian.PutUint16(desc, uint16(total-n))
+	return desc[:end]
+}
+
+// stripValues drops the last n values of a DataRow, in place.
+func stripValues(body []byte, n int) []byte {
+	if n == 0 || len(body) < 2 {
+		return body
+	}
+	total := int(binary.BigEndian.Uint16(body))
+	b, end := body[2:], 2
+	for i := 0; i < total-n; i++ {
+		if len(b) < 4 {
+			return body
+		}
+		l := int(int32(binary.BigEndian.Uint32(b)))
+		if l < 0 {
+			l = 0
+		}
+		b, end = b[4+l:], end+4+l
+	}
+	binary.BigEndian.PutUint16(body, uint16(total-n))
+	return body[:end]
+}

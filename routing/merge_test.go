@@ -1,0 +1,67 @@
+package routing
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestCompareNumeric(t *testing.T) {
+	// In ascending order, equal neighbours marked.
+	order := []string{"-Infinity", "-100", "-99.5", "-1.10", "-1.1", "-0.001", "0", "-0.000", "0.00", "0.5", "1", "1.0", "9.99", "10", "100.000001", "Infinity", "NaN"}
+	equal := map[[2]string]bool{{"-1.10", "-1.1"}: true, {"0", "-0.000"}: true, {"-0.000", "0.00"}: true, {"1", "1.0"}: true}
+	for i := 0; i+1 < len(order); i++ {
+		a, b := order[i], order[i+1]
+		want := -1
+		if equal[[2]string{a, b}] {
+			want = 0
+		}
+		if got := CompareNumeric(a, b); got != want {
+			t.Errorf("CompareNumeric(%s, %s) = %d, want %d", a, b, got, want)
+		}
+		if got := CompareNumeric(b, a); got != -want {
+			t.Errorf("CompareNumeric(%s, %s) = %d, want %d", b, a, got, -want)
+		}
+	}
+}
+
+func TestTimestampOrder(t *testing.T) {
+	order := []string{"-infinity", "0044-03-15 BC", "0001-01-01", "1999-12-31 23:59:59.999999", "2000-01-01", "2000-01-01 00:00:00.5",
+		"2025-03-01 12:00:00+02", "2025-03-01 11:00:00", "2025-03-01 11:00:00.000001+00", "10000-01-01", "infinity"}
+	for i := 0; i+1 < len(order); i++ {
+		x, okx := isoMicros(order[i])
+		y, oky := isoMicros(order[i+1])
+		if !okx || !oky || x >= y {
+			t.Errorf("%s (%d %v) should sort before %s (%d %v)", order[i], x, okx, order[i+1], y, oky)
+		}
+	}
+}
+
+func TestRowOrder(t *testing.T) {
+	cols := []Column{{Type: oidInt4}, {Type: oidText}, {Type: oidFloat8, Format: 1}}
+	o, err := NewRowOrder(cols, []SortKey{{Column: 1, Desc: true, NullsFirst: false}, {Column: 0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := func(id, name string) [][]byte {
+		r := [][]byte{[]byte(id), []byte(name), {0, 0, 0, 0, 0, 0, 0, 0}}
+		if name == "NULL" {
+			r[1] = nil
+		}
+		return r
+	}
+	rows := [][][]byte{row("10", "a"), row("9", "b"), row("2", "NULL"), row("1", "b"), row("-3", "a")}
+	slices.SortStableFunc(rows, o.Compare)
+	var got []string
+	for _, r := range rows {
+		got = append(got, string(r[0]))
+	}
+	if want := []string{"1", "9", "-3", "10", "2"}; !slices.Equal(got, want) {
+		t.Errorf("sorted ids %q, want %q (name DESC NULLS LAST, id)", got, want)
+	}
+	if _, err := NewRowOrder([]Column{{Type: 1186}}, []SortKey{{Column: 0}}); err == nil {
+		t.Error("interval keys accepted")
+	}
+	if _, err := NewRowOrder([]Column{{Type: oidNumeric, Format: 1}}, []SortKey{{Column: 0}}); err == nil {
+		t.Error("binary numeric keys accepted")
+	}
+}
