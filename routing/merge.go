@@ -200,7 +200,9 @@ func comparator(c Column) func(a, b []byte) int {
 			return compareFloat(float64(math.Float32frombits(be32(a))), float64(math.Float32frombits(be32(b))))
 		}
 	case oidFloat8:
-		return func(a, b []byte) int { return compareFloat(math.Float64frombits(be64(a)), math.Float64frombits(be64(b))) }
+		return func(a, b []byte) int {
+			return compareFloat(math.Float64frombits(be64(a)), math.Float64frombits(be64(b)))
+		}
 	case oidBool, oidText, oidVarchar, oidBpchar, oidName, oidUUID, oidBytea:
 		return bytes.Compare
 	}
