@@ -107,9 +107,11 @@ type Analysis struct {
 	// INSERT, UPDATE and DELETE (with or without RETURNING).
 	Concat bool
 	// Sorted, for a SELECT with ORDER BY, LIMIT or OFFSET that is
-	// otherwise concatenable, says how its rows from several shards merge.
+	// otherwise concatenable, says how its rows from several shards merge;
+	// Grouped, for one with aggregates, GROUP BY or DISTINCT.
 	// NotMergeable says why a SELECT that is not Concat cannot be merged.
 	Sorted       *Sorted
+	Grouped      *Grouped
 	NotMergeable string
 	// Assigned lists the columns the SET list of an UPDATE, or of INSERT
 	// ... ON CONFLICT DO UPDATE, assigns, with the target table.
@@ -343,6 +345,10 @@ func (a *analyzer) analyze(stmt *pg_query.Node) {
 		a.out.Concat = concatenable(n.SelectStmt)
 		if !a.out.Concat {
 			a.out.Sorted, a.out.NotMergeable = sorted(n.SelectStmt)
+			if sel := n.SelectStmt; a.out.Sorted == nil && sel.Op == pg_query.SetOperation_SETOP_NONE &&
+				(len(sel.GroupClause) > 0 || len(sel.DistinctClause) > 0 || sel.HavingClause != nil || !plainOutput(sel.TargetList)) {
+				a.out.Grouped, a.out.NotMergeable = grouped(sel)
+			}
 		}
 	case *pg_query.Node_InsertStmt:
 		a.out.Kind = StmtInsert

@@ -262,3 +262,181 @@ func ShardQuery(sql string) (string, error) {
 	}
 	return pg_query.Deparse(tree)
 }
+
+// Grouped says how the rows of a SELECT with aggregates, GROUP BY or
+// DISTINCT that runs on several shards merge into its result: each shard
+// returns its groups with partial aggregates (ShardQuery drops ORDER BY,
+// LIMIT and OFFSET), and the proxy combines the rows of equal keys, then
+// sorts by Keys and applies Offset and Limit.
+type Grouped struct {
+	// Cols says, for each output column, how shards' values combine.
+	Cols []AggKind
+	// Keys, Limit and Offset are as in Sorted (Keys over output columns
+	// only).
+	Keys          []SortKey
+	Limit, Offset *Value
+}
+
+// AggKind is how the values of one output column from several shards
+// combine.
+type AggKind uint8
+
+const (
+	AggKey   AggKind = iota // a GROUP BY key (or DISTINCT column): rows with equal keys combine
+	AggCount                // count(...): the counts add up
+	AggSum                  // sum(...): the sums add up; NULL when all are
+	AggMin                  // min(...)
+	AggMax                  // max(...)
+	AggAnd                  // bool_and, every
+	AggOr                   // bool_or
+)
+
+var aggKindNames = [...]string{"key", "count", "sum", "min", "max", "and", "or"}
+
+func (k AggKind) String() string { return aggKindNames[k] }
+
+// grouped returns how the rows of sel merge, or nil with why not.
+func grouped(sel *pg_query.SelectStmt) (*Grouped, string) {
+	if sel == nil || sel.Op != pg_query.SetOperation_SETOP_NONE {
+		return nil, "set operations other than UNION ALL"
+	}
+	switch {
+	case sel.HavingClause != nil:
+		return nil, "HAVING"
+	case len(sel.WindowClause) > 0:
+		return nil, "window functions"
+	case sel.IntoClause != nil || len(sel.ValuesLists) > 0:
+		return nil, "SELECT INTO or VALUES"
+	case sel.LimitOption == pg_query.LimitOption_LIMIT_OPTION_WITH_TIES:
+		return nil, "FETCH ... WITH TIES"
+	}
+	distinct := len(sel.DistinctClause) > 0
+	if distinct && sel.DistinctClause[0].GetNode() != nil {
+		return nil, "DISTINCT ON"
+	}
+	for _, g := range sel.GroupClause {
+		if g.GetGroupingSet() != nil {
+			return nil, "GROUPING SETS, ROLLUP or CUBE"
+		}
+	}
+	g := &Grouped{}
+	for _, t := range sel.TargetList {
+		rt := t.GetResTarget()
+		if rt == nil || isStar(rt.Val) {
+			if distinct {
+				return nil, "SELECT DISTINCT *"
+			}
+			return nil, "* with aggregates"
+		}
+		kind, why := aggKind(rt.Val, sel.GroupClause, sel.TargetList, distinct)
+		if why != "" {
+			return nil, why
+		}
+		g.Cols = append(g.Cols, kind)
+	}
+	if v := limitValue(sel.LimitCount); v != nil {
+		if v.Kind != ValueInt && v.Kind != ValueParam {
+			return nil, "a LIMIT that is not a number or a parameter"
+		}
+		g.Limit = v
+	}
+	if v := limitValue(sel.LimitOffset); v != nil {
+		if v.Kind != ValueInt && v.Kind != ValueParam {
+			return nil, "an OFFSET that is not a number or a parameter"
+		}
+		g.Offset = v
+	}
+	for _, n := range sel.SortClause {
+		sb := n.GetSortBy()
+		if sb == nil || sb.SortbyDir == pg_query.SortByDir_SORTBY_USING {
+			return nil, "ORDER BY ... USING"
+		}
+		col, ok := outputColumn(sb.Node, sel.TargetList, len(sel.TargetList))
+		if !ok {
+			return nil, "ORDER BY an expression that is not an output column, with aggregates, GROUP BY or DISTINCT"
+		}
+		key := SortKey{Column: col, Desc: sb.SortbyDir == pg_query.SortByDir_SORTBY_DESC}
+		key.NullsFirst = key.Desc
+		switch sb.SortbyNulls {
+		case pg_query.SortByNulls_SORTBY_NULLS_FIRST:
+			key.NullsFirst = true
+		case pg_query.SortByNulls_SORTBY_NULLS_LAST:
+			key.NullsFirst = false
+		}
+		g.Keys = append(g.Keys, key)
+	}
+	return g, ""
+}
+
+// aggKind classifies an output expression of a grouped SELECT.
+func aggKind(n *pg_query.Node, groupBy, targets []*pg_query.Node, distinct bool) (AggKind, string) {
+	if distinct && len(groupBy) == 0 {
+		if f := n.GetFuncCall(); f != nil && isAggregate(f) {
+			return 0, "DISTINCT with aggregates"
+		}
+		return AggKey, ""
+	}
+	if f := n.GetFuncCall(); f != nil && isAggregate(f) {
+		if f.Over != nil || f.AggDistinct || len(f.AggOrder) > 0 || f.AggFilter != nil || f.AggWithinGroup {
+			return 0, "aggregates with DISTINCT, ORDER BY, FILTER or OVER"
+		}
+		name := f.Funcname[len(f.Funcname)-1].GetString_().GetSval()
+		switch name {
+		case "count":
+			return AggCount, ""
+		case "sum":
+			return AggSum, ""
+		case "min":
+			return AggMin, ""
+		case "max":
+			return AggMax, ""
+		case "bool_and", "every":
+			return AggAnd, ""
+		case "bool_or":
+			return AggOr, ""
+		}
+		return 0, name + "()"
+	}
+	for _, gb := range groupBy {
+		if sameExpr(gb, n) {
+			return AggKey, ""
+		}
+		// GROUP BY 1 or GROUP BY an output name.
+		if col, ok := outputColumn(gb, targets, len(targets)); ok {
+			if rt := targets[col].GetResTarget(); rt != nil && sameExpr(rt.Val, n) {
+				return AggKey, ""
+			}
+		}
+	}
+	if !plainOutput([]*pg_query.Node{n}) {
+		return 0, "expressions over aggregates"
+	}
+	return 0, "an output column that is neither a GROUP BY key nor an aggregate"
+}
+
+func isAggregate(f *pg_query.FuncCall) bool {
+	if len(f.Funcname) == 0 {
+		return false
+	}
+	if len(f.Funcname) == 2 && f.Funcname[0].GetString_().GetSval() != "pg_catalog" {
+		return false
+	}
+	return aggregates[f.Funcname[len(f.Funcname)-1].GetString_().GetSval()]
+}
+
+// GroupedShardQuery rewrites sql, a SELECT whose Analysis has Grouped,
+// into what each shard runs: without ORDER BY, LIMIT and OFFSET, which
+// apply to the merged groups.
+func GroupedShardQuery(sql string) (string, error) {
+	tree, err := pg_query.Parse(sql)
+	if err != nil {
+		return "", fmt.Errorf("parse: %w", err)
+	}
+	if len(tree.Stmts) != 1 || tree.Stmts[0].GetStmt().GetSelectStmt() == nil {
+		return "", errors.New("shard query: expected one SELECT")
+	}
+	sel := tree.Stmts[0].GetStmt().GetSelectStmt()
+	sel.SortClause, sel.LimitCount, sel.LimitOffset = nil, nil, nil
+	sel.LimitOption = pg_query.LimitOption_LIMIT_OPTION_DEFAULT
+	return pg_query.Deparse(tree)
+}

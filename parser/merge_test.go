@@ -56,3 +56,49 @@ func TestSorted(t *testing.T) {
 		}
 	}
 }
+
+func TestGrouped(t *testing.T) {
+	for _, tc := range []struct{ sql, want string }{
+		{"SELECT count(*) FROM users", "cols=[count] keys=[] limit=<nil> offset=<nil>"},
+		{"SELECT count(id), sum(total), min(name), max(total), bool_and(ok), every(ok), bool_or(ok) FROM orders", "cols=[count sum min max and and or] keys=[] limit=<nil> offset=<nil>"},
+		{"SELECT name, count(*) FROM users GROUP BY name ORDER BY 2 DESC, name LIMIT 3", "cols=[key count] keys=[{1 true true} {0 false false}] limit=3 offset=<nil>"},
+		{"SELECT lower(name) AS n, sum(total) s FROM users GROUP BY 1 ORDER BY s OFFSET $1", "cols=[key sum] keys=[{1 false false}] limit=<nil> offset=$1"},
+		{"SELECT user_id, count(*) FROM orders GROUP BY user_id", "cols=[key count] keys=[] limit=<nil> offset=<nil>"},
+		{"SELECT DISTINCT name, id % 2 FROM users ORDER BY 1", "cols=[key key] keys=[{0 false false}] limit=<nil> offset=<nil>"},
+		{"SELECT name FROM users GROUP BY name", "cols=[key] keys=[] limit=<nil> offset=<nil>"},
+		{"SELECT avg(total) FROM orders", "avg()"},
+		{"SELECT count(DISTINCT name) FROM users", "aggregates with DISTINCT, ORDER BY, FILTER or OVER"},
+		{"SELECT name, count(*) FROM users GROUP BY name HAVING count(*) > 1", "HAVING"},
+		{"SELECT count(*) + 1 FROM users", "expressions over aggregates"},
+		{"SELECT name, count(*) FROM users GROUP BY name ORDER BY max(id)", "ORDER BY an expression that is not an output column, with aggregates, GROUP BY or DISTINCT"},
+		{"SELECT DISTINCT ON (name) name, id FROM users", "DISTINCT ON"},
+		{"SELECT * FROM users ORDER BY id USING <", "ORDER BY ... USING"},
+	} {
+		as, err := Analyze(tc.sql)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.sql, err)
+		}
+		a := as[0]
+		got := a.NotMergeable
+		if g := a.Grouped; g != nil {
+			str := func(v *Value) string {
+				if v == nil {
+					return "<nil>"
+				}
+				return v.String()
+			}
+			keys := fmt.Sprint(g.Keys)
+			if g.Keys == nil {
+				keys = "[]"
+			}
+			got = fmt.Sprintf("cols=%v keys=%s limit=%s offset=%s", g.Cols, keys, str(g.Limit), str(g.Offset))
+		}
+		if got != tc.want {
+			t.Errorf("%s:\n got  %s\n want %s", tc.sql, got, tc.want)
+		}
+	}
+	q, err := GroupedShardQuery("SELECT name, count(*) FROM users GROUP BY name ORDER BY 2 DESC LIMIT 3 OFFSET 1")
+	if want := "SELECT name, count(*) FROM users GROUP BY name"; err != nil || q != want {
+		t.Errorf("GroupedShardQuery: %q %v, want %q", q, err, want)
+	}
+}

@@ -58,6 +58,7 @@ var normalizeCorpus = []string{
 	"SELECT name, count(*) FROM users GROUP BY 1 HAVING count(*) > 2 ORDER BY 2 DESC",
 	"SELECT id, name FROM users WHERE id > 5 ORDER BY 2 DESC, id LIMIT 10 OFFSET 20",
 	"SELECT * FROM users ORDER BY name, lower(name) LIMIT 3",
+	"SELECT name, count(*), sum(id * 2) FROM users WHERE id > 3 GROUP BY 1 ORDER BY 2 DESC LIMIT 5 OFFSET 1",
 	"INSERT INTO users (id, name) VALUES (1, 'a'), (2, 'b') ON CONFLICT (id) DO UPDATE SET name = 'c' RETURNING id, 'x'",
 	"UPDATE users SET name = 'n' WHERE id = 7 AND tenant = 'acme'",
 	"DELETE FROM users WHERE id = ANY('{1,2,3}'::int[])",
@@ -150,6 +151,15 @@ func canonical(as []Analysis, lits []string) string {
 				return val(*v)
 			}
 			sorted = fmt.Sprintf("%v limit=%s offset=%s hidden=%d rewrite=%v", s.Keys, opt(s.Limit), opt(s.Offset), s.Hidden, s.Rewrite)
+		}
+		if g := a.Grouped; g != nil {
+			opt := func(v *Value) string {
+				if v == nil {
+					return "none"
+				}
+				return val(*v)
+			}
+			sorted += fmt.Sprintf(" grouped=%v %v limit=%s offset=%s", g.Cols, g.Keys, opt(g.Limit), opt(g.Offset))
 		}
 		out += fmt.Sprintf("{%v ro=%v concat=%v sorted=%s funcs=%v user=%v tables=%v joins=%v hint=%v assigned=%v preds=%v inserts=%v}",
 			a.Kind, a.ReadOnly, a.Concat, sorted, a.Functions, a.UserFunctions, a.Tables, a.Joins, a.Hint, a.Assigned, preds, ins)

@@ -6,9 +6,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgshard/pgshard/parser"
 	"github.com/pgshard/pgshard/routing"
 )
 
@@ -316,4 +318,302 @@ func stripValues(body []byte, n int) []byte {
 	}
 	binary.BigEndian.PutUint16(body, uint16(total-n))
 	return body[:end]
+}
+
+// mergeMemoryLimit bounds what a merge that must see every row before it
+// answers (GROUP BY, aggregates, DISTINCT) may hold.
+const mergeMemoryLimit = 256 << 20
+
+// gatherGrouped reads every shard's groups, combines the rows of equal
+// keys by d.grouped, and relays the result to the client: sorted by the
+// ORDER BY keys, after OFFSET, up to LIMIT. The shards send text; formats
+// are the result formats the client asked for.
+func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decision, extended bool, formats func(col int) int16) error {
+	g := d.grouped
+	var (
+		desc    []byte
+		cols    []routing.Column
+		aggs    []routing.Agg
+		firstE  []byte
+		out     []byte
+		pending = len(parts)
+		groups  = map[string]int{}
+		rows    [][][]byte
+		held    int
+		sentB   bool
+	)
+	fail := func(pe *pgError) {
+		if firstE == nil {
+			firstE = appendErrorResponse(nil, pe)
+		}
+	}
+	byConn := map[*serverConn]*scatterPart{}
+	for _, p := range parts {
+		byConn[p.c] = p
+	}
+	var key []byte
+	for pending > 0 {
+		m := <-sink.msgs
+		p := byConn[m.c]
+		if p == nil || p.done {
+			continue
+		}
+		if m.err != nil {
+			p.done, p.c = true, nil
+			pending--
+			fail(&pgError{Severity: "ERROR", Code: codeConnectionFailure, err: m.err,
+				Message: fmt.Sprintf("lost connection to server %s (%s)", m.c.p.shard, m.c.p.addr)})
+			continue
+		}
+		if p.skipZ > 0 {
+			switch m.typ {
+			case 'Z':
+				p.skipZ--
+			case 'E':
+				out = appendMsg(out, 'N', m.body)
+			}
+			continue
+		}
+		switch m.typ {
+		case 'T':
+			if desc == nil {
+				desc = m.body
+				var err error
+				if cols, aggs, err = groupedColumns(desc, g.Cols, formats); err != nil {
+					fail(toPgError(err))
+				}
+			} else if !sameColumns(desc, m.body) {
+				fail(&pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+					Message: fmt.Sprintf("shard %s returned different columns than the other shards", m.c.p.shard),
+					Hint:    "Check that the table has the same definition on every shard."})
+			}
+		case 'D':
+			if firstE != nil || cols == nil {
+				continue
+			}
+			row, err := routing.SplitDataRow(m.body, nil)
+			if err != nil || len(row) != len(cols) {
+				fail(&pgError{Severity: "ERROR", Code: codeProtocolViolation, Message: "malformed DataRow from a shard"})
+				continue
+			}
+			key = key[:0]
+			for i, a := range aggs {
+				if a != routing.AggKey {
+					continue
+				}
+				if row[i] == nil {
+					key = append(key, 'N')
+				} else {
+					k := routing.GroupKey(cols[i].Type, row[i])
+					key = binary.BigEndian.AppendUint32(append(key, 'V'), uint32(len(k)))
+					key = append(key, k...)
+				}
+			}
+			at, seen := groups[string(key)]
+			if !seen {
+				groups[string(key)] = len(rows)
+				rows = append(rows, row)
+				held += len(m.body) + len(key) + 64
+				if held > mergeMemoryLimit {
+					fail(&pgError{Severity: "ERROR", Code: codeProgramLimit,
+						Message: fmt.Sprintf("the shards' groups need more than %d MB to merge", mergeMemoryLimit>>20),
+						Hint:    "Narrow the statement with a shard key or a WHERE clause, or group by fewer distinct values."})
+				}
+				continue
+			}
+			for i, a := range aggs {
+				v, err := routing.Combine(a, cols[i].Type, rows[at][i], row[i])
+				if err != nil {
+					if errors.Is(err, routing.ErrOutOfRange) {
+						fail(&pgError{Severity: "ERROR", Code: "22003", Message: err.Error(), err: err})
+					} else {
+						fail(toPgError(err))
+					}
+					break
+				}
+				rows[at][i] = v
+			}
+		case '2':
+			if !sentB && firstE == nil {
+				sentB = true
+				out = appendMsg(out, '2', m.body)
+			}
+		case '1', 'C', 'S':
+		case 'E':
+			if firstE == nil {
+				firstE = appendMsg(nil, 'E', m.body)
+			}
+		case 'N', 'A':
+			out = appendMsg(out, m.typ, m.body)
+		case 'Z':
+			p.done = true
+			pending--
+		default:
+			fail(&pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+				Message: fmt.Sprintf("unexpected message %q from shard %s in a multi-shard statement", m.typ, m.c.p.shard)})
+		}
+	}
+	if firstE == nil && len(g.Keys) > 0 && cols != nil {
+		order, err := s.rowOrder(textColumns(cols), decision{sorted: &parser.Sorted{Keys: g.Keys}})
+		if err != nil {
+			fail(toPgError(err))
+		} else {
+			slices.SortStableFunc(rows, order.Compare)
+		}
+	}
+	if firstE == nil {
+		if d.offset > 0 {
+			rows = rows[min(int64(len(rows)), d.offset):]
+		}
+		if d.limit >= 0 && int64(len(rows)) > d.limit {
+			rows = rows[:d.limit]
+		}
+		if desc != nil && !d.hideDesc {
+			out = appendMsg(out, 'T', withFormats(bytes.Clone(desc), formats))
+		}
+		var vals [][]byte
+		for _, row := range rows {
+			vals = vals[:0]
+			for i, v := range row {
+				if v != nil && formats(i) == 1 {
+					b, err := routing.EncodeBinary(cols[i].Type, v)
+					if err != nil {
+						fail(toPgError(err))
+						break
+					}
+					v = b
+				}
+				vals = append(vals, v)
+			}
+			if firstE != nil {
+				break
+			}
+			out = appendDataRow(out, vals)
+			if len(out) > 64<<10 {
+				out = s.writeClient(out)
+			}
+		}
+	}
+	if firstE != nil {
+		out = append(out, firstE...)
+		if extended {
+			s.skipToSync = true
+		}
+	} else {
+		out = appendCommandComplete(out, fmt.Sprintf("SELECT %d", len(rows)))
+	}
+	if !extended {
+		out = appendReadyForQuery(out, 'I')
+	}
+	s.writeClient(out)
+	s.flushClient()
+	return errHandled
+}
+
+// groupedColumns reads the shards' columns and checks that pgshard can
+// combine and send each as aggs and the client's formats say.
+func groupedColumns(desc []byte, kinds []parser.AggKind, formats func(int) int16) ([]routing.Column, []routing.Agg, error) {
+	cols, err := rowColumns(desc)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(cols) != len(kinds) {
+		return nil, nil, fmt.Errorf("the shards returned %d columns, the statement has %d", len(cols), len(kinds))
+	}
+	aggs := make([]routing.Agg, len(kinds))
+	for i, k := range kinds {
+		aggs[i] = routing.Agg(k) // the same order of kinds
+		if !routing.CanCombine(aggs[i], cols[i].Type) {
+			return nil, nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+				Message: fmt.Sprintf("cannot combine %s of column %d (type OID %d) across shards", k, i+1, cols[i].Type),
+				Hint:    "Pin the statement to one shard with its shard key."}
+		}
+		if formats(i) == 1 && !routing.CanEncodeBinary(cols[i].Type) {
+			return nil, nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+				Message: fmt.Sprintf("cannot send column %d (type OID %d) of a merged result in binary format", i+1, cols[i].Type),
+				Hint:    "Ask for text results, or pin the statement to one shard."}
+		}
+	}
+	return cols, aggs, nil
+}
+
+// textColumns is cols as the shards sent them in a grouped merge: text.
+func textColumns(cols []routing.Column) []routing.Column {
+	out := slices.Clone(cols)
+	for i := range out {
+		out[i].Format = 0
+	}
+	return out
+}
+
+// withFormats sets the format codes of a RowDescription's fields.
+func withFormats(desc []byte, formats func(int) int16) []byte {
+	if len(desc) < 2 {
+		return desc
+	}
+	n := int(binary.BigEndian.Uint16(desc))
+	b := desc[2:]
+	for i := 0; i < n; i++ {
+		z := bytes.IndexByte(b, 0)
+		if z < 0 || len(b) < z+19 {
+			return desc
+		}
+		binary.BigEndian.PutUint16(b[z+17:], uint16(formats(i)))
+		b = b[z+19:]
+	}
+	return desc
+}
+
+// appendDataRow appends a DataRow of vals (nil for NULL).
+func appendDataRow(b []byte, vals [][]byte) []byte {
+	n := 2
+	for _, v := range vals {
+		n += 4 + len(v)
+	}
+	b = appendHeader(b, 'D', n)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(vals)))
+	for _, v := range vals {
+		if v == nil {
+			b = binary.BigEndian.AppendUint32(b, 0xFFFFFFFF)
+			continue
+		}
+		b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
+		b = append(b, v...)
+	}
+	return b
+}
+
+// resultFormats returns the result format codes of a Bind's section from
+// its parameter formats on, and that section asking for text results.
+func resultFormats(params []byte) (func(col int) int16, []byte) {
+	text := func(int) int16 { return 0 }
+	p, err := parseBindParams(params)
+	if err != nil {
+		return text, params
+	}
+	off := 2 + 2*len(p.formats) + 2
+	for _, v := range p.values {
+		off += 4 + len(v)
+	}
+	if off+2 > len(params) {
+		return text, params
+	}
+	n := int(binary.BigEndian.Uint16(params[off:]))
+	codes := make([]int16, 0, n)
+	for i := 0; i < n && off+4+2*i <= len(params); i++ {
+		codes = append(codes, int16(binary.BigEndian.Uint16(params[off+2+2*i:])))
+	}
+	asText := append(bytes.Clone(params[:off]), 0, 0)
+	return func(col int) int16 {
+		switch len(codes) {
+		case 0:
+			return 0
+		case 1:
+			return codes[0]
+		}
+		if col < len(codes) {
+			return codes[col]
+		}
+		return 0
+	}, asText
 }

@@ -521,6 +521,7 @@ type decision struct {
 	// and OFFSET (-1: none). notMergeable says why rows that need merging
 	// cannot be.
 	sorted        *parser.Sorted
+	grouped       *parser.Grouped
 	limit, offset int64
 	notMergeable  string
 	// hideDesc: the shards describe the portal for the merge only; the
@@ -565,14 +566,20 @@ func (rt *routes) decide(r *routing.Router, as []parser.Analysis, p *bindParams,
 		d.concat = d.concat && (a.Concat || plan.Kind == routing.Broadcast)
 		if !d.concat && len(as) == 1 {
 			d.notMergeable = a.NotMergeable
-			if a.Sorted != nil {
+			var limit, offset *parser.Value
+			switch {
+			case a.Sorted != nil:
 				d.sorted = a.Sorted
-				if d.limit, err = limitOf(a.Sorted.Limit, p); err == nil {
-					d.offset, err = limitOf(a.Sorted.Offset, p)
-				}
-				if err != nil {
-					return decision{}, err
-				}
+				limit, offset = a.Sorted.Limit, a.Sorted.Offset
+			case a.Grouped != nil:
+				d.grouped = a.Grouped
+				limit, offset = a.Grouped.Limit, a.Grouped.Offset
+			}
+			if d.limit, err = limitOf(limit, p); err == nil {
+				d.offset, err = limitOf(offset, p)
+			}
+			if err != nil {
+				return decision{}, err
 			}
 		}
 		if len(shards) > 1 && rows != nil && len(as) == 1 {

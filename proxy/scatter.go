@@ -82,15 +82,11 @@ type scatterPart struct {
 // scatter runs the Query in body on each shard of d and writes the
 // combined result to the client.
 func (s *session) scatter(d decision, body []byte) error {
-	sql := bodyString(body)
-	if d.sorted != nil && d.sorted.Rewrite {
-		q, err := parser.ShardQuery(sql)
-		if err != nil {
-			return err
-		}
-		sql = q
+	sql, err := shardQuery(d, bodyString(body))
+	if err != nil {
+		return err
 	}
-	return s.scatterRun(d, false, d.sorted != nil, func(i int, b []byte) []byte {
+	return s.scatterRun(d, false, mergeOf(d, true), textFormats, func(i int, b []byte) []byte {
 		if d.split != nil {
 			return appendQuery(b, d.split[i])
 		}
@@ -141,29 +137,37 @@ func (s *session) holdScatter(typ byte, body []byte) (bool, error) {
 // Describe if asked and Execute if exec, each closed by a Sync of
 // pgshard's own. The client's own Sync follows.
 func (s *session) scatterExt(x *extScatter, exec bool) error {
-	query := x.query
-	merge := x.d.sorted != nil && exec
-	if merge && x.d.sorted.Rewrite {
-		q, err := parser.ShardQuery(query)
-		if err != nil {
+	merge := mergeOf(x.d, exec)
+	query, params, formats := x.query, x.params, textFormats
+	if merge != gatherConcat {
+		var err error
+		if query, err = shardQuery(x.d, query); err != nil {
 			return err
 		}
-		query = q
+		if !x.describe {
+			// The merge needs the column types: the shards describe the
+			// portal, and the client, which did not ask, does not see it.
+			x.d.hideDesc = true
+		}
 	}
-	if merge && !x.describe {
-		// The merge needs the column types: the shards describe the
-		// portal, and the client, which did not ask, does not see it.
-		x.d.hideDesc = true
+	types := x.types
+	if merge == gatherGrouped {
+		// The shards send text, which pgshard combines; it sends the
+		// client the formats it asked for.
+		formats, params = resultFormats(params)
+		// LIMIT and OFFSET parameters are gone from the shards' query;
+		// declared, the Bind's values for them are still accepted.
+		types = declareLimitParams(types, params, x.d.grouped.Limit, x.d.grouped.Offset)
 	}
-	return s.scatterRun(x.d, true, merge, func(i int, b []byte) []byte {
-		query, types, params := query, x.types, x.params
+	return s.scatterRun(x.d, true, merge, formats, func(i int, b []byte) []byte {
+		query, types, params := query, types, params
 		if x.d.split != nil {
 			keep := x.d.splitParams[i]
 			query, types, params = x.d.split[i], cutTypes(types, keep), cutBind(params, keep)
 		}
 		b = appendMsg3(b, 'P', []byte{0}, []byte(query), []byte{0}, types)
 		b = appendMsg3(b, 'B', []byte{0, 0}, params)
-		if x.describe || merge {
+		if x.describe || merge != gatherConcat {
 			b = appendMsg3(b, 'D', []byte{'P', 0})
 		}
 		if exec {
@@ -171,6 +175,34 @@ func (s *session) scatterExt(x *extScatter, exec bool) error {
 		}
 		return append(b, msgSync...)
 	})
+}
+
+// declareLimitParams returns a Parse's parameter type section that also
+// declares the parameters limit and offset refer to, as bigint, so that a
+// query without them still takes the Bind's values.
+func declareLimitParams(types, params []byte, limit, offset *parser.Value) []byte {
+	var oids []uint32
+	if len(types) >= 2 {
+		n := int(binary.BigEndian.Uint16(types))
+		for i := 0; i < n && len(types) >= 2+4*(i+1); i++ {
+			oids = append(oids, binary.BigEndian.Uint32(types[2+4*i:]))
+		}
+	}
+	if p, err := parseBindParams(params); err == nil {
+		for len(oids) < len(p.values) {
+			oids = append(oids, 0)
+		}
+	}
+	for _, v := range []*parser.Value{limit, offset} {
+		if v != nil && v.Kind == parser.ValueParam && v.Param <= len(oids) && oids[v.Param-1] == 0 {
+			oids[v.Param-1] = 20 // int8
+		}
+	}
+	out := binary.BigEndian.AppendUint16(nil, uint16(len(oids)))
+	for _, o := range oids {
+		out = binary.BigEndian.AppendUint32(out, o)
+	}
+	return out
 }
 
 // appendMsg3 appends a message whose body is the concatenation of parts.
@@ -249,7 +281,43 @@ func cutBind(params []byte, keep []int) []byte {
 // scatterRun runs a statement on each shard of d at once: msgs appends
 // what to send to the i-th shard. The shards' replies reach the client as
 // one result; extended says they are of the extended protocol.
-func (s *session) scatterRun(d decision, extended, merge bool, msgs func(i int, b []byte) []byte) error {
+// gatherKind is how the shards' rows of a scatter make the result.
+type gatherKind uint8
+
+const (
+	gatherConcat  gatherKind = iota // one after the other
+	gatherSorted                    // merged in ORDER BY order
+	gatherGrouped                   // rows of equal keys combined
+)
+
+// mergeOf is how d's rows make the result; rows says rows are wanted
+// (an Execute, not only a Bind).
+func mergeOf(d decision, rows bool) gatherKind {
+	switch {
+	case !rows:
+		return gatherConcat
+	case d.sorted != nil:
+		return gatherSorted
+	case d.grouped != nil:
+		return gatherGrouped
+	}
+	return gatherConcat
+}
+
+// shardQuery is what the shards run for sql under decision d.
+func shardQuery(d decision, sql string) (string, error) {
+	switch {
+	case d.sorted != nil && d.sorted.Rewrite:
+		return parser.ShardQuery(sql)
+	case d.grouped != nil && (len(d.grouped.Keys) > 0 || d.grouped.Limit != nil || d.grouped.Offset != nil):
+		return parser.GroupedShardQuery(sql)
+	}
+	return sql, nil
+}
+
+func textFormats(int) int16 { return 0 }
+
+func (s *session) scatterRun(d decision, extended bool, merge gatherKind, formats func(int) int16, msgs func(i int, b []byte) []byte) error {
 	if err := s.letGo(); err != nil {
 		return err
 	}
@@ -287,7 +355,7 @@ func (s *session) scatterRun(d decision, extended, merge bool, msgs func(i int, 
 		}
 		servers[i] = server
 		p := &scatterPart{c: c, sink: sink}
-		if merge {
+		if merge == gatherSorted {
 			p.sink = newScatterSink()
 		}
 		parts = append(parts, p)
@@ -306,9 +374,12 @@ func (s *session) scatterRun(d decision, extended, merge bool, msgs func(i int, 
 	}
 	s.routeNotice(d.shards, servers)
 	var err error
-	if merge {
+	switch merge {
+	case gatherSorted:
 		err = s.gatherSorted(parts, d, extended)
-	} else {
+	case gatherGrouped:
+		err = s.gatherGrouped(parts, sink, d, extended, formats)
+	default:
 		err = s.gather(parts, sink, d.copies, extended)
 	}
 	if d.write {

@@ -627,7 +627,7 @@ func (s *session) canScatter(d decision, extended bool) error {
 	if s.inTx() {
 		return s.refuseIn(s.crossShard(fmt.Sprintf("it needs shards %s inside a transaction", s.shardNames(d.shards))), extended)
 	}
-	if !d.concat && d.sorted == nil {
+	if !d.concat && d.sorted == nil && d.grouped == nil {
 		why := "DISTINCT, GROUP BY, aggregates or window functions"
 		if d.notMergeable != "" {
 			why = d.notMergeable

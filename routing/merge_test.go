@@ -65,3 +65,40 @@ func TestRowOrder(t *testing.T) {
 		t.Error("binary numeric keys accepted")
 	}
 }
+
+func TestCombine(t *testing.T) {
+	for _, tc := range []struct {
+		agg  Agg
+		typ  uint32
+		a, b string
+		want string
+	}{
+		{AggCount, oidInt8, "3", "4", "7"},
+		{AggSum, oidInt8, "-3", "10", "7"},
+		{AggSum, oidNumeric, "1.50", "-0.125", "1.375"},
+		{AggSum, oidNumeric, "-2.5", "2.50", "0.00"},
+		{AggSum, oidNumeric, "NaN", "1", "NaN"},
+		{AggSum, oidFloat8, "0.1", "0.2", "0.30000000000000004"},
+		{AggSum, oidFloat8, "1e+15", "1", "1.000000000000001e+15"},
+		{AggSum, oidFloat8, "99999999999999", "0", "99999999999999"},
+		{AggSum, oidFloat4, "500000", "500000", "1e+06"},
+		{AggMin, oidNumeric, "10", "9.5", "9.5"},
+		{AggMax, oidText, "b", "ab", "b"},
+		{AggAnd, oidBool, "t", "f", "f"},
+		{AggOr, oidBool, "f", "t", "t"},
+	} {
+		got, err := Combine(tc.agg, tc.typ, []byte(tc.a), []byte(tc.b))
+		if err != nil || string(got) != tc.want {
+			t.Errorf("Combine(%d, %d, %s, %s) = %s, %v; want %s", tc.agg, tc.typ, tc.a, tc.b, got, err, tc.want)
+		}
+	}
+	if _, err := Combine(AggSum, oidInt8, []byte("9223372036854775807"), []byte("1")); err != ErrOutOfRange {
+		t.Errorf("int8 overflow: %v", err)
+	}
+	if got, _ := Combine(AggSum, oidInt8, nil, []byte("5")); string(got) != "5" {
+		t.Errorf("NULL + 5 = %s", got)
+	}
+	if GroupKey(oidNumeric, []byte("1.50")) != GroupKey(oidNumeric, []byte("01.5")) || GroupKey(oidFloat8, []byte("-0")) != GroupKey(oidFloat8, []byte("0")) {
+		t.Error("equal keys group apart")
+	}
+}

@@ -190,7 +190,8 @@ func TestRoutingMultiShardWire(t *testing.T) {
 }
 
 // TestRoutingMultiShardRefused: SELECTs whose results would need merging
-// that pgshard does not do yet (aggregates, GROUP BY, DISTINCT) are
+// that pgshard does not do yet (avg, count(DISTINCT), HAVING, window
+// functions, UNION) are
 // refused with 0A000 — unless they pin one shard. Nothing refused
 // changes anything, and the connection goes on working.
 func TestRoutingMultiShardRefused(t *testing.T) {
@@ -205,12 +206,13 @@ func TestRoutingMultiShardRefused(t *testing.T) {
 
 	t.Run("merging", func(t *testing.T) {
 		for _, q := range []string{
-			"SELECT count(*) FROM users",
-			"SELECT max(id) FROM users",
-			"SELECT name, count(*) FROM users GROUP BY name",
-			"SELECT DISTINCT name FROM users",
-			"SELECT DISTINCT id FROM users WHERE id IN (" + span + ") ORDER BY id",
-			"SELECT count(*) FROM users WHERE id IN (" + span + ")",
+			"SELECT avg(id) FROM users",
+			"SELECT count(DISTINCT name) FROM users",
+			"SELECT name, count(*) FROM users GROUP BY name HAVING count(*) > 1",
+			"SELECT count(*) + 1 FROM users",
+			"SELECT id, rank() OVER (ORDER BY id) FROM users",
+			"SELECT id FROM users UNION SELECT id FROM users",
+			"SELECT avg(id) FROM users WHERE id IN (" + span + ")",
 		} {
 			pe := c.mustFailUnrouted(t, "0A000", simple, q)
 			if !strings.Contains(strings.ToLower(pe.Message), "shard") {
