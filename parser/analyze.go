@@ -113,6 +113,15 @@ type Analysis struct {
 	Sorted       *Sorted
 	Grouped      *Grouped
 	NotMergeable string
+	// Nested are the subqueries, CTEs, derived tables and set-operation
+	// branches that would compute something different over one shard's
+	// rows than over all of them (they aggregate, group, deduplicate, limit
+	// or rank): they are right only where their own tables are pinned to
+	// the statement's one shard, or replicated.
+	Nested []Subquery
+	// Rows says where a SELECT's rows come from (see Source); for UPDATE
+	// and DELETE, the target table.
+	Rows Source
 	// Assigned lists the columns the SET list of an UPDATE, or of INSERT
 	// ... ON CONFLICT DO UPDATE, assigns, with the target table.
 	Assigned []ColumnRef
@@ -317,6 +326,7 @@ func Analyze(sql string) ([]Analysis, error) {
 // analyzer builds the Analysis of one statement.
 type analyzer struct {
 	out Analysis
+	top *pg_query.SelectStmt // the statement itself, when a SELECT
 
 	cteNames    map[string]bool
 	unknownFunc bool
@@ -334,6 +344,7 @@ func (a *analyzer) analyze(stmt *pg_query.Node) {
 		return
 	}
 	// One generic walk finds tables, functions and anything that writes.
+	a.top = stmt.GetSelectStmt()
 	a.walk(stmt.ProtoReflect())
 	a.filterCTETables()
 
@@ -341,6 +352,7 @@ func (a *analyzer) analyze(stmt *pg_query.Node) {
 	switch n := stmt.Node.(type) {
 	case *pg_query.Node_SelectStmt:
 		a.out.Kind = StmtSelect
+		a.out.Rows = selectSource(n.SelectStmt, nil, 0)
 		a.selectPreds(n.SelectStmt)
 		a.out.Concat = concatenable(n.SelectStmt)
 		if !a.out.Concat {
@@ -355,6 +367,8 @@ func (a *analyzer) analyze(stmt *pg_query.Node) {
 		a.out.Concat = true
 	case *pg_query.Node_UpdateStmt:
 		a.out.Kind = StmtUpdate
+		t := tableRef(n.UpdateStmt.Relation)
+		a.out.Rows = Source{Table: &t}
 		a.out.Concat = true
 		u := n.UpdateStmt
 		a.out.Assigned = assigned(tableRef(u.Relation), u.TargetList)
@@ -362,6 +376,8 @@ func (a *analyzer) analyze(stmt *pg_query.Node) {
 		a.wherePreds(sc, u.WhereClause)
 	case *pg_query.Node_DeleteStmt:
 		a.out.Kind = StmtDelete
+		t := tableRef(n.DeleteStmt.Relation)
+		a.out.Rows = Source{Table: &t}
 		a.out.Concat = true
 		d := n.DeleteStmt
 		sc := a.scope(append([]*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: d.Relation}}}, d.UsingClause...))
@@ -444,6 +460,12 @@ func (a *analyzer) walk(m protoreflect.Message) {
 		a.dml = true
 	case *pg_query.LockingClause:
 		a.locking = true
+	case *pg_query.SelectStmt:
+		if x != a.top {
+			if why := notLocal(x); why != "" {
+				a.out.Nested = append(a.out.Nested, subquery(x, why))
+			}
+		}
 	case *pg_query.IntoClause:
 		a.into = true
 	}
@@ -1089,6 +1111,24 @@ func (a *analyzer) exprPred(sc scope, e *pg_query.A_Expr) []Pred {
 		}
 	}
 	return nil
+}
+
+// notLocal says why a nested SELECT's result on one shard's rows is not
+// its part of the result over all the rows; "" when it is.
+func notLocal(sel *pg_query.SelectStmt) string {
+	switch {
+	case sel.Op != pg_query.SetOperation_SETOP_NONE && (sel.Op != pg_query.SetOperation_SETOP_UNION || !sel.All):
+		return "a UNION, INTERSECT or EXCEPT"
+	case len(sel.GroupClause) > 0 || sel.HavingClause != nil:
+		return "a GROUP BY"
+	case len(sel.DistinctClause) > 0:
+		return "a DISTINCT"
+	case sel.LimitCount != nil || sel.LimitOffset != nil:
+		return "a LIMIT or OFFSET"
+	case len(sel.WindowClause) > 0 || !plainOutput(sel.TargetList):
+		return "aggregates or window functions"
+	}
+	return ""
 }
 
 // concatenable reports whether the rows of sel computed on several shards,

@@ -440,3 +440,111 @@ func GroupedShardQuery(sql string) (string, error) {
 	sel.LimitOption = pg_query.LimitOption_LIMIT_OPTION_DEFAULT
 	return pg_query.Deparse(tree)
 }
+
+// Source says where the rows of a query come from, for deciding whether
+// running it on each shard and putting the results together repeats rows:
+// a row is counted once only if it involves a row of a sharded table
+// (each such row lives on one shard). A Source is tied to sharded rows
+// when: Table is sharded; any of Any is; every one of Every is. A query
+// without tables is a Source with neither (never tied).
+type Source struct {
+	Table *TableRef
+	Any   []Source
+	Every []Source
+}
+
+// Tied evaluates s with sharded saying which tables are sharded.
+func (s Source) Tied(sharded func(TableRef) bool) bool {
+	switch {
+	case s.Table != nil:
+		return sharded(*s.Table)
+	case len(s.Every) > 0:
+		for _, k := range s.Every {
+			if !k.Tied(sharded) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, k := range s.Any {
+		if k.Tied(sharded) {
+			return true
+		}
+	}
+	return false
+}
+
+// Subquery is a nested SELECT (subquery, CTE, derived table, set
+// operation branch) whose result over one shard's rows is not its part of
+// the result over all rows; Why says what it does.
+type Subquery struct {
+	Why    string
+	Tables []TableRef
+	Preds  []Pred
+}
+
+// selectSource is where the rows of sel come from.
+func selectSource(sel *pg_query.SelectStmt, ctes map[string]*pg_query.SelectStmt, depth int) Source {
+	if sel == nil || depth > 32 {
+		return Source{}
+	}
+	if sel.Op != pg_query.SetOperation_SETOP_NONE && sel.Op != pg_query.SetOperation_SET_OPERATION_UNDEFINED {
+		return Source{Every: []Source{selectSource(sel.Larg, ctes, depth+1), selectSource(sel.Rarg, ctes, depth+1)}}
+	}
+	if sel.WithClause != nil {
+		ctes = withCTEs(ctes, sel.WithClause)
+	}
+	var s Source
+	for _, n := range sel.FromClause {
+		s.Any = append(s.Any, fromSource(n, ctes, depth+1))
+	}
+	return s
+}
+
+func withCTEs(ctes map[string]*pg_query.SelectStmt, w *pg_query.WithClause) map[string]*pg_query.SelectStmt {
+	out := map[string]*pg_query.SelectStmt{}
+	for k, v := range ctes {
+		out[k] = v
+	}
+	for _, c := range w.Ctes {
+		if cte := c.GetCommonTableExpr(); cte != nil {
+			out[cte.Ctename] = cte.Ctequery.GetSelectStmt() // nil for DML CTEs: never tied
+		}
+	}
+	return out
+}
+
+func fromSource(n *pg_query.Node, ctes map[string]*pg_query.SelectStmt, depth int) Source {
+	switch x := n.GetNode().(type) {
+	case *pg_query.Node_RangeVar:
+		if sel, ok := ctes[x.RangeVar.Relname]; ok && x.RangeVar.Schemaname == "" {
+			return selectSource(sel, ctes, depth+1)
+		}
+		t := tableRef(x.RangeVar)
+		return Source{Table: &t}
+	case *pg_query.Node_RangeSubselect:
+		return selectSource(x.RangeSubselect.Subquery.GetSelectStmt(), ctes, depth+1)
+	case *pg_query.Node_JoinExpr:
+		j := x.JoinExpr
+		l, r := fromSource(j.Larg, ctes, depth+1), fromSource(j.Rarg, ctes, depth+1)
+		switch j.Jointype {
+		case pg_query.JoinType_JOIN_LEFT:
+			return l
+		case pg_query.JoinType_JOIN_RIGHT:
+			return r
+		case pg_query.JoinType_JOIN_FULL:
+			return Source{Every: []Source{l, r}}
+		}
+		return Source{Any: []Source{l, r}}
+	}
+	return Source{} // functions, VALUES, table samples...: not tied
+}
+
+// subquery describes a nested SELECT that is not local (see Subquery).
+func subquery(sel *pg_query.SelectStmt, why string) Subquery {
+	sub := &analyzer{top: sel}
+	sub.walk(sel.ProtoReflect())
+	sub.filterCTETables()
+	sub.selectPreds(sel)
+	return Subquery{Why: why, Tables: sub.out.Tables, Preds: sub.out.Preds}
+}

@@ -556,6 +556,14 @@ func (rt *routes) decide(r *routing.Router, as []parser.Analysis, p *bindParams,
 		for _, name := range plan.Shards {
 			shards = append(shards, slices.Index(rt.shards, name))
 		}
+		if len(shards) > 1 && plan.Kind != routing.Broadcast {
+			if why := notScatterable(r, a); why != "" {
+				return decision{reject: why}, nil
+			}
+		}
+		if why := rt.nestedOK(r, a, p, h, shards); why != "" {
+			return decision{reject: why}, nil
+		}
 		if i > 0 && !slices.Equal(shards, d.shards) {
 			return decision{reject: "the statements of this query string run on different shards; send them one at a time"}, nil
 		}
@@ -603,6 +611,48 @@ func (rt *routes) decide(r *routing.Router, as []parser.Analysis, p *bindParams,
 }
 
 func (rt *routes) readOnlyFunc(name string) bool { return rt.readOnly[name] }
+
+// notScatterable says why a statement must not run on several shards even
+// though its rows could be concatenated or merged: a part of it would be
+// computed per shard, or rows not tied to a sharded table would repeat.
+func notScatterable(r *routing.Router, a *parser.Analysis) string {
+	if a.Kind != parser.StmtSelect && a.Kind != parser.StmtUpdate && a.Kind != parser.StmtDelete {
+		return ""
+	}
+	sharded := func(t parser.TableRef) bool {
+		ru := r.Rule(routing.TableRef{Schema: t.Schema, Name: t.Name})
+		return ru != nil && !ru.Replicated
+	}
+	if !a.Rows.Tied(sharded) {
+		return "some of its rows do not come from a sharded table (a replicated table on the kept side of an outer join, in a UNION branch of its own, or no table), so every shard would return them"
+	}
+	return ""
+}
+
+// nestedOK checks the nested queries of a statement that runs on shards:
+// each must read only replicated tables, or be pinned to that one shard.
+func (rt *routes) nestedOK(r *routing.Router, a *parser.Analysis, p *bindParams, h hints, shards []int) string {
+	for _, n := range a.Nested {
+		replicated := true
+		for _, t := range n.Tables {
+			if ru := r.Rule(routing.TableRef{Schema: t.Schema, Name: t.Name}); ru == nil || !ru.Replicated {
+				replicated = false
+			}
+		}
+		if replicated {
+			continue
+		}
+		sub := parser.Analysis{Kind: parser.StmtSelect, ReadOnly: true, Tables: n.Tables, Preds: n.Preds}
+		st, _, err := rt.statement(r, &sub, p, h)
+		if err == nil && len(shards) == 1 {
+			if plan, err := r.Route(st); err == nil && len(plan.Shards) == 1 && slices.Index(rt.shards, plan.Shards[0]) == shards[0] {
+				continue
+			}
+		}
+		return "it has a subquery, CTE or derived table with " + n.Why + " over sharded rows that are not all on the statement's one shard; each shard would compute it over its own rows only"
+	}
+	return ""
+}
 
 // limitOf is the value of a LIMIT or OFFSET: -1 for none (absent, or a
 // NULL parameter).

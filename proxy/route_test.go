@@ -100,6 +100,23 @@ func TestDecide(t *testing.T) {
 		{sql: "/* pgshard: shard=s9 */ SELECT 1", code: "22023"},
 		{sql: "SELECT * FROM users", hint: hints{shard: "s1"}, shards: []int{1}, concat: true},
 		{sql: "SELECT * FROM users", hint: hints{key: "7"}, shards: []int{s7}, concat: true},
+		// Parts computed per shard: refused when the statement spans shards.
+		{sql: "SELECT id FROM users WHERE id > (SELECT avg(id) FROM users)", code: "reject"},
+		{sql: "SELECT count(*) FROM (SELECT DISTINCT name FROM users) s", code: "reject"},
+		{sql: "WITH t AS (SELECT count(*) AS n FROM users) SELECT n FROM t", code: "reject"},
+		{sql: "SELECT id FROM (SELECT id FROM users ORDER BY id LIMIT 3) s", code: "reject"},
+		{sql: "UPDATE users SET name = (SELECT max(name) FROM users)", code: "reject"},
+		{sql: "SELECT id FROM users WHERE id > (SELECT avg(id) FROM users) AND id = 7", code: "reject"},
+		{sql: "SELECT * FROM orders WHERE user_id = 7 AND order_id = (SELECT max(order_id) FROM orders WHERE user_id = 7)", shards: []int{s7}, concat: true},
+		{sql: "SELECT id FROM users WHERE id = 7 AND id > (SELECT count(*) FROM countries)", shards: []int{s7}, concat: true},
+		{sql: "SELECT id FROM users WHERE id > (SELECT count(*) FROM countries)", shards: all, concat: true},
+		{sql: "SELECT u.id, c.name FROM users u LEFT JOIN countries c ON c.code = u.name", shards: all, concat: true},
+		{sql: "SELECT EXISTS (SELECT 1 FROM users WHERE name = 'x')", code: "reject"},
+		{sql: "SELECT c.code FROM countries c LEFT JOIN users u ON u.name = c.code", code: "reject"},
+		{sql: "SELECT code FROM countries UNION ALL SELECT name FROM users", code: "reject"},
+		{sql: "SELECT code FROM countries WHERE code NOT IN (SELECT name FROM users)", code: "reject"},
+		{sql: "SELECT u.id FROM users u JOIN countries c ON c.code = u.name", shards: all, concat: true},
+		{sql: "SELECT id FROM users WHERE name = 'a' UNION ALL SELECT id FROM users WHERE name = 'b'", shards: all, concat: true},
 		{sql: "SELECT * FROM users WHERE id = 7; SELECT * FROM users WHERE id = 8", shards: []int{s7}, code: map[bool]string{true: "", false: "reject"}[s7 == s8]},
 	} {
 		check := func(t *testing.T, as []parser.Analysis, p *bindParams) {

@@ -281,6 +281,58 @@ func cutBind(params []byte, keep []int) []byte {
 // scatterRun runs a statement on each shard of d at once: msgs appends
 // what to send to the i-th shard. The shards' replies reach the client as
 // one result; extended says they are of the extended protocol.
+// endScatterTx commits (ok) or rolls back the transaction each shard of a
+// multi-shard write ran in, and waits for every shard to be done. A
+// COMMIT that fails on a shard is the client's error; the shards that
+// committed before it stay committed (two-phase commit is not done yet).
+func (s *session) endScatterTx(parts []*scatterPart, sink *scatterSink, ok bool) error {
+	end := "ROLLBACK"
+	if ok {
+		end = "COMMIT"
+	}
+	pending := 0
+	for _, p := range parts {
+		if p.c == nil {
+			continue
+		}
+		p.done = false
+		pending++
+		if _, err := p.c.bw.Write(appendQuery(nil, end)); err == nil {
+			err = p.c.bw.Flush()
+		}
+	}
+	var first error
+	for pending > 0 {
+		m := <-sink.msgs
+		var p *scatterPart
+		for _, q := range parts {
+			if q.c == m.c && q.c != nil && !q.done {
+				p = q
+			}
+		}
+		if p == nil {
+			continue
+		}
+		switch {
+		case m.err != nil:
+			p.done, p.c = true, nil
+			pending--
+			if first == nil {
+				first = &pgError{Severity: "ERROR", Code: codeConnectionFailure, err: m.err,
+					Message: fmt.Sprintf("lost connection to server %s during %s of a multi-shard write", m.c.p.shard, end)}
+			}
+		case m.typ == 'E' && first == nil:
+			pe := parseServerError(m.body)
+			pe.Message = fmt.Sprintf("%s on shard %s: %s", end, m.c.p.shard, pe.Message)
+			first = pe
+		case m.typ == 'Z':
+			p.done = true
+			pending--
+		}
+	}
+	return first
+}
+
 // gatherKind is how the shards' rows of a scatter make the result.
 type gatherKind uint8
 
@@ -321,6 +373,9 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 	if err := s.letGo(); err != nil {
 		return err
 	}
+	// A write to several shards runs in a transaction on each, committed
+	// only when every shard succeeded (else rolled back everywhere).
+	atomic := d.write && len(d.shards) > 1 && merge == gatherConcat
 	// Merging reads each shard's stream on its own: a sink a shard. Else
 	// the rows go out as they come, from one sink.
 	sink := newScatterSink()
@@ -367,6 +422,10 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 			c.params = maps.Clone(s.params)
 		}
 		c.unnamed = 0
+		if atomic {
+			b = appendQuery(b, "BEGIN")
+			p.skipZ++
+		}
 		b = msgs(i, b)
 		if _, err := c.bw.Write(b); err == nil {
 			err = c.bw.Flush()
@@ -380,7 +439,11 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 	case gatherGrouped:
 		err = s.gatherGrouped(parts, sink, d, extended, formats)
 	default:
-		err = s.gather(parts, sink, d.copies, extended)
+		var finish func(bool) error
+		if atomic {
+			finish = func(ok bool) error { return s.endScatterTx(parts, sink, ok) }
+		}
+		err = s.gather(parts, sink, d.copies, extended, finish)
 	}
 	if d.write {
 		now := time.Now()
@@ -421,7 +484,11 @@ func (s *session) acquireFor(shard int, write bool) (*serverConn, int, error) {
 // says the shards ran the same write on copies of one table: the first
 // shard's rows and tag stand for all. In the extended protocol (extended)
 // the client's Sync, not this, brings ReadyForQuery.
-func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies, extended bool) error {
+//
+// finish, when set, ends the shards' transaction once every shard has
+// answered: it is told whether all succeeded, and an error it returns is
+// the client's.
+func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies, extended bool, finish func(ok bool) error) error {
 	var (
 		desc    []byte            // the RowDescription sent, if any
 		sent    = map[byte]bool{} // the one-per-result replies sent
@@ -522,6 +589,11 @@ func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies, extend
 				firstE = appendErrorResponse(nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
 					Message: fmt.Sprintf("unexpected message %q from shard %s in a multi-shard statement", m.typ, m.c.p.shard)})
 			}
+		}
+	}
+	if finish != nil {
+		if err := finish(firstE == nil); err != nil && firstE == nil {
+			firstE = appendErrorResponse(nil, toPgError(err))
 		}
 	}
 	var tags []string
