@@ -1152,20 +1152,7 @@ func concatenable(sel *pg_query.SelectStmt) bool {
 	if len(sel.ValuesLists) > 0 {
 		return false // a VALUES list has no table: one shard answers
 	}
-	ok := true
-	for _, t := range sel.TargetList {
-		visitOutput(t, func(f *pg_query.FuncCall) {
-			var parts []string
-			for _, n := range f.Funcname {
-				parts = append(parts, n.GetString_().GetSval())
-			}
-			if f.Over != nil || f.AggStar || f.AggDistinct || len(f.AggOrder) > 0 || f.AggFilter != nil ||
-				len(parts) == 0 || aggregates[parts[len(parts)-1]] || funcClass(parts) == funcUnknown {
-				ok = false
-			}
-		})
-	}
-	return ok
+	return plainOutput(sel.TargetList)
 }
 
 // visitOutput calls fn for each function call in an output expression,

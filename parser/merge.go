@@ -61,19 +61,11 @@ func sorted(sel *pg_query.SelectStmt) (*Sorted, string) {
 		return nil, "aggregates or window functions"
 	}
 	s := &Sorted{}
-	if v := limitValue(sel.LimitCount); v != nil {
-		if v.Kind != ValueInt && v.Kind != ValueParam {
-			return nil, "a LIMIT that is not a number or a parameter"
-		}
-		s.Limit = v
+	var why string
+	if s.Limit, s.Offset, why = limits(sel); why != "" {
+		return nil, why
 	}
-	if v := limitValue(sel.LimitOffset); v != nil {
-		if v.Kind != ValueInt && v.Kind != ValueParam {
-			return nil, "an OFFSET that is not a number or a parameter"
-		}
-		s.Offset = v
-		s.Rewrite = true
-	}
+	s.Rewrite = s.Offset != nil
 	// Output columns known by position: those before any '*'.
 	known := len(sel.TargetList)
 	for i, t := range sel.TargetList {
@@ -84,17 +76,9 @@ func sorted(sel *pg_query.SelectStmt) (*Sorted, string) {
 	}
 	var hidden []*pg_query.Node
 	for _, n := range sel.SortClause {
-		sb := n.GetSortBy()
-		if sb == nil || sb.SortbyDir == pg_query.SortByDir_SORTBY_USING {
-			return nil, "ORDER BY ... USING"
-		}
-		key := SortKey{Desc: sb.SortbyDir == pg_query.SortByDir_SORTBY_DESC}
-		key.NullsFirst = key.Desc
-		switch sb.SortbyNulls {
-		case pg_query.SortByNulls_SORTBY_NULLS_FIRST:
-			key.NullsFirst = true
-		case pg_query.SortByNulls_SORTBY_NULLS_LAST:
-			key.NullsFirst = false
+		sb, key, why := sortKey(n)
+		if why != "" {
+			return nil, why
 		}
 		col, ok := outputColumn(sb.Node, sel.TargetList, known)
 		if !ok && sb.Node.GetAConst() != nil {
@@ -118,6 +102,37 @@ func sorted(sel *pg_query.SelectStmt) (*Sorted, string) {
 		s.Rewrite = true
 	}
 	return s, ""
+}
+
+// limits returns a SELECT's LIMIT and OFFSET, which pgshard can apply
+// when they are numbers or parameters.
+func limits(sel *pg_query.SelectStmt) (limit, offset *Value, why string) {
+	limit, offset = limitValue(sel.LimitCount), limitValue(sel.LimitOffset)
+	if limit != nil && limit.Kind != ValueInt && limit.Kind != ValueParam {
+		return nil, nil, "a LIMIT that is not a number or a parameter"
+	}
+	if offset != nil && offset.Kind != ValueInt && offset.Kind != ValueParam {
+		return nil, nil, "an OFFSET that is not a number or a parameter"
+	}
+	return limit, offset, ""
+}
+
+// sortKey reads an ORDER BY item's direction into a SortKey (Column is
+// left to the caller).
+func sortKey(n *pg_query.Node) (*pg_query.SortBy, SortKey, string) {
+	sb := n.GetSortBy()
+	if sb == nil || sb.SortbyDir == pg_query.SortByDir_SORTBY_USING {
+		return nil, SortKey{}, "ORDER BY ... USING"
+	}
+	key := SortKey{Desc: sb.SortbyDir == pg_query.SortByDir_SORTBY_DESC}
+	key.NullsFirst = key.Desc
+	switch sb.SortbyNulls {
+	case pg_query.SortByNulls_SORTBY_NULLS_FIRST:
+		key.NullsFirst = true
+	case pg_query.SortByNulls_SORTBY_NULLS_LAST:
+		key.NullsFirst = false
+	}
+	return sb, key, ""
 }
 
 // plainOutput reports whether an output list has no aggregates, window
@@ -221,14 +236,10 @@ func clearLocations(m protoreflect.Message) {
 // The result is deparsed SQL: equivalent, but comments and layout are not
 // kept.
 func ShardQuery(sql string) (string, error) {
-	tree, err := pg_query.Parse(sql)
+	tree, sel, err := parseSelect(sql)
 	if err != nil {
-		return "", fmt.Errorf("parse: %w", err)
+		return "", err
 	}
-	if len(tree.Stmts) != 1 || tree.Stmts[0].GetStmt().GetSelectStmt() == nil {
-		return "", errors.New("shard query: expected one SELECT")
-	}
-	sel := tree.Stmts[0].GetStmt().GetSelectStmt()
 	known := len(sel.TargetList)
 	for i, t := range sel.TargetList {
 		if rt := t.GetResTarget(); rt != nil && isStar(rt.Val) {
@@ -334,35 +345,20 @@ func grouped(sel *pg_query.SelectStmt) (*Grouped, string) {
 		}
 		g.Cols = append(g.Cols, kind)
 	}
-	if v := limitValue(sel.LimitCount); v != nil {
-		if v.Kind != ValueInt && v.Kind != ValueParam {
-			return nil, "a LIMIT that is not a number or a parameter"
-		}
-		g.Limit = v
-	}
-	if v := limitValue(sel.LimitOffset); v != nil {
-		if v.Kind != ValueInt && v.Kind != ValueParam {
-			return nil, "an OFFSET that is not a number or a parameter"
-		}
-		g.Offset = v
+	var why string
+	if g.Limit, g.Offset, why = limits(sel); why != "" {
+		return nil, why
 	}
 	for _, n := range sel.SortClause {
-		sb := n.GetSortBy()
-		if sb == nil || sb.SortbyDir == pg_query.SortByDir_SORTBY_USING {
-			return nil, "ORDER BY ... USING"
+		sb, key, why := sortKey(n)
+		if why != "" {
+			return nil, why
 		}
 		col, ok := outputColumn(sb.Node, sel.TargetList, len(sel.TargetList))
 		if !ok {
 			return nil, "ORDER BY an expression that is not an output column, with aggregates, GROUP BY or DISTINCT"
 		}
-		key := SortKey{Column: col, Desc: sb.SortbyDir == pg_query.SortByDir_SORTBY_DESC}
-		key.NullsFirst = key.Desc
-		switch sb.SortbyNulls {
-		case pg_query.SortByNulls_SORTBY_NULLS_FIRST:
-			key.NullsFirst = true
-		case pg_query.SortByNulls_SORTBY_NULLS_LAST:
-			key.NullsFirst = false
-		}
+		key.Column = col
 		g.Keys = append(g.Keys, key)
 	}
 	return g, ""
@@ -424,18 +420,26 @@ func isAggregate(f *pg_query.FuncCall) bool {
 	return aggregates[f.Funcname[len(f.Funcname)-1].GetString_().GetSval()]
 }
 
+// parseSelect parses sql, which must be one SELECT.
+func parseSelect(sql string) (*pg_query.ParseResult, *pg_query.SelectStmt, error) {
+	tree, err := pg_query.Parse(sql)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse: %w", err)
+	}
+	if len(tree.Stmts) != 1 || tree.Stmts[0].GetStmt().GetSelectStmt() == nil {
+		return nil, nil, errors.New("shard query: expected one SELECT")
+	}
+	return tree, tree.Stmts[0].GetStmt().GetSelectStmt(), nil
+}
+
 // GroupedShardQuery rewrites sql, a SELECT whose Analysis has Grouped,
 // into what each shard runs: without ORDER BY, LIMIT and OFFSET, which
 // apply to the merged groups.
 func GroupedShardQuery(sql string) (string, error) {
-	tree, err := pg_query.Parse(sql)
+	tree, sel, err := parseSelect(sql)
 	if err != nil {
-		return "", fmt.Errorf("parse: %w", err)
+		return "", err
 	}
-	if len(tree.Stmts) != 1 || tree.Stmts[0].GetStmt().GetSelectStmt() == nil {
-		return "", errors.New("shard query: expected one SELECT")
-	}
-	sel := tree.Stmts[0].GetStmt().GetSelectStmt()
 	sel.SortClause, sel.LimitCount, sel.LimitOffset = nil, nil, nil
 	sel.LimitOption = pg_query.LimitOption_LIMIT_OPTION_DEFAULT
 	return pg_query.Deparse(tree)

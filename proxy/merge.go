@@ -61,17 +61,11 @@ func (s *session) gatherSorted(parts []*scatterPart, d decision, extended bool) 
 			}
 			if m.err != nil {
 				p.done, p.c = true, nil
-				fail(&pgError{Severity: "ERROR", Code: codeConnectionFailure, err: m.err,
-					Message: fmt.Sprintf("lost connection to server %s (%s)", m.c.p.shard, m.c.p.addr)})
+				fail(errShardLost(m))
 				return nil
 			}
-			if p.skipZ > 0 {
-				switch m.typ {
-				case 'Z':
-					p.skipZ--
-				case 'E':
-					out = appendMsg(out, 'N', m.body) // a failed settings replay: warn
-				}
+			var skip bool
+			if skip, out = p.settingsReply(m, out); skip {
 				continue
 			}
 			switch m.typ {
@@ -86,9 +80,7 @@ func (s *session) gatherSorted(parts []*scatterPart, d decision, extended bool) 
 						out = appendMsg(out, 'T', stripColumns(bytes.Clone(m.body), hidden))
 					}
 				} else if !sameColumns(desc, m.body) {
-					fail(&pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
-						Message: fmt.Sprintf("shard %s returned different columns than the other shards", m.c.p.shard),
-						Hint:    "Check that the table has the same definition on every shard."})
+					fail(errShardColumns(m))
 				}
 			case '2':
 				if !sent[m.typ] && firstE == nil {
@@ -105,8 +97,7 @@ func (s *session) gatherSorted(parts []*scatterPart, d decision, extended bool) 
 			case 'Z':
 				p.done = true
 			default:
-				fail(&pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
-					Message: fmt.Sprintf("unexpected message %q from shard %s in a multi-shard statement", m.typ, m.c.p.shard)})
+				fail(errShardUnexpected(m))
 			}
 		}
 		return nil
@@ -361,17 +352,11 @@ func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decis
 		if m.err != nil {
 			p.done, p.c = true, nil
 			pending--
-			fail(&pgError{Severity: "ERROR", Code: codeConnectionFailure, err: m.err,
-				Message: fmt.Sprintf("lost connection to server %s (%s)", m.c.p.shard, m.c.p.addr)})
+			fail(errShardLost(m))
 			continue
 		}
-		if p.skipZ > 0 {
-			switch m.typ {
-			case 'Z':
-				p.skipZ--
-			case 'E':
-				out = appendMsg(out, 'N', m.body)
-			}
+		var skip bool
+		if skip, out = p.settingsReply(m, out); skip {
 			continue
 		}
 		switch m.typ {
@@ -383,9 +368,7 @@ func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decis
 					fail(toPgError(err))
 				}
 			} else if !sameColumns(desc, m.body) {
-				fail(&pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
-					Message: fmt.Sprintf("shard %s returned different columns than the other shards", m.c.p.shard),
-					Hint:    "Check that the table has the same definition on every shard."})
+				fail(errShardColumns(m))
 			}
 		case 'D':
 			if firstE != nil || cols == nil {
@@ -449,8 +432,7 @@ func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decis
 			p.done = true
 			pending--
 		default:
-			fail(&pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
-				Message: fmt.Sprintf("unexpected message %q from shard %s in a multi-shard statement", m.typ, m.c.p.shard)})
+			fail(errShardUnexpected(m))
 		}
 	}
 	if firstE == nil && len(g.Keys) > 0 && cols != nil {

@@ -532,18 +532,12 @@ func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies, extend
 			p.done, p.c = true, nil
 			pending--
 			if firstE == nil {
-				firstE = appendErrorResponse(nil, &pgError{Severity: "ERROR", Code: codeConnectionFailure, err: m.err,
-					Message: fmt.Sprintf("lost connection to server %s (%s)", m.c.p.shard, m.c.p.addr)})
+				firstE = appendErrorResponse(nil, errShardLost(m))
 			}
 			continue
 		}
-		if p.skipZ > 0 {
-			switch m.typ {
-			case 'Z':
-				p.skipZ--
-			case 'E':
-				out = appendMsg(out, 'N', m.body) // a failed settings replay: warn
-			}
+		var skip bool
+		if skip, out = p.settingsReply(m, out); skip {
 			continue
 		}
 		switch m.typ {
@@ -552,9 +546,7 @@ func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies, extend
 				desc = m.body
 				out = appendMsg(out, 'T', m.body)
 			} else if !sameColumns(desc, m.body) && firstE == nil {
-				firstE = appendErrorResponse(nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
-					Message: fmt.Sprintf("shard %s returned different columns than the other shards", m.c.p.shard),
-					Hint:    "Check that the table has the same definition on every shard."})
+				firstE = appendErrorResponse(nil, errShardColumns(m))
 			}
 		case 'D':
 			if firstE == nil && (!copies || p == parts[0]) {
@@ -586,8 +578,7 @@ func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies, extend
 		case 'S':
 		default:
 			if firstE == nil {
-				firstE = appendErrorResponse(nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
-					Message: fmt.Sprintf("unexpected message %q from shard %s in a multi-shard statement", m.typ, m.c.p.shard)})
+				firstE = appendErrorResponse(nil, errShardUnexpected(m))
 			}
 		}
 	}
@@ -621,6 +612,39 @@ func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies, extend
 	}
 	s.wmu.Unlock()
 	return errHandled
+}
+
+// The errors of a scatter's shards that pgshard reports itself.
+func errShardLost(m scatterMsg) *pgError {
+	return &pgError{Severity: "ERROR", Code: codeConnectionFailure, err: m.err,
+		Message: fmt.Sprintf("lost connection to server %s (%s)", m.c.p.shard, m.c.p.addr)}
+}
+
+func errShardColumns(m scatterMsg) *pgError {
+	return &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+		Message: fmt.Sprintf("shard %s returned different columns than the other shards", m.c.p.shard),
+		Hint:    "Check that the table has the same definition on every shard."}
+}
+
+func errShardUnexpected(m scatterMsg) *pgError {
+	return &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+		Message: fmt.Sprintf("unexpected message %q from shard %s in a multi-shard statement", m.typ, m.c.p.shard)}
+}
+
+// settingsReply consumes, into out, a reply to the settings pgshard sent
+// a shard ahead of the statement (a failed one warns the client), and
+// reports whether m was one.
+func (p *scatterPart) settingsReply(m scatterMsg, out []byte) (bool, []byte) {
+	if p.skipZ == 0 {
+		return false, out
+	}
+	switch m.typ {
+	case 'Z':
+		p.skipZ--
+	case 'E':
+		out = appendMsg(out, 'N', m.body)
+	}
+	return true, out
 }
 
 func appendMsg(b []byte, typ byte, body []byte) []byte {
