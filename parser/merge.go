@@ -286,6 +286,10 @@ type Grouped struct {
 	// only).
 	Keys          []SortKey
 	Limit, Offset *Value
+	// Hidden counts the columns the shards' query adds at the end: for
+	// each avg, in order, its count (Cols says AggCount for them). The
+	// avg column itself carries the sum.
+	Hidden int
 }
 
 // AggKind is how the values of one output column from several shards
@@ -300,9 +304,10 @@ const (
 	AggMax                  // max(...)
 	AggAnd                  // bool_and, every
 	AggOr                   // bool_or
+	AggAvg                  // avg: the shards send sum and, in a Hidden column, count
 )
 
-var aggKindNames = [...]string{"key", "count", "sum", "min", "max", "and", "or"}
+var aggKindNames = [...]string{"key", "count", "sum", "min", "max", "and", "or", "avg"}
 
 func (k AggKind) String() string { return aggKindNames[k] }
 
@@ -344,6 +349,12 @@ func grouped(sel *pg_query.SelectStmt) (*Grouped, string) {
 			return nil, why
 		}
 		g.Cols = append(g.Cols, kind)
+	}
+	for _, k := range g.Cols[:len(g.Cols):len(g.Cols)] {
+		if k == AggAvg {
+			g.Cols = append(g.Cols, AggCount)
+			g.Hidden++
+		}
 	}
 	var why string
 	if g.Limit, g.Offset, why = limits(sel); why != "" {
@@ -390,6 +401,8 @@ func aggKind(n *pg_query.Node, groupBy, targets []*pg_query.Node, distinct bool)
 			return AggAnd, ""
 		case "bool_or":
 			return AggOr, ""
+		case "avg":
+			return AggAvg, ""
 		}
 		return 0, name + "()"
 	}
@@ -442,6 +455,24 @@ func GroupedShardQuery(sql string) (string, error) {
 	}
 	sel.SortClause, sel.LimitCount, sel.LimitOffset = nil, nil, nil
 	sel.LimitOption = pg_query.LimitOption_LIMIT_OPTION_DEFAULT
+	// avg(x) becomes sum(x), and count(x) is added at the end.
+	var counts []*pg_query.Node
+	for _, t := range sel.TargetList {
+		rt := t.GetResTarget()
+		f := rt.GetVal().GetFuncCall()
+		if f == nil || !isAggregate(f) || f.Funcname[len(f.Funcname)-1].GetString_().GetSval() != "avg" {
+			continue
+		}
+		if rt.Name == "" {
+			rt.Name = "avg" // the column keeps the name avg(x) gives it
+		}
+		count := proto.Clone(f).(*pg_query.FuncCall)
+		count.Funcname = []*pg_query.Node{pg_query.MakeStrNode("pg_catalog"), pg_query.MakeStrNode("count")}
+		f.Funcname = []*pg_query.Node{pg_query.MakeStrNode("pg_catalog"), pg_query.MakeStrNode("sum")}
+		counts = append(counts, &pg_query.Node{Node: &pg_query.Node_ResTarget{ResTarget: &pg_query.ResTarget{
+			Name: "pgshard_avg_count_" + strconv.Itoa(len(counts)+1), Val: &pg_query.Node{Node: &pg_query.Node_FuncCall{FuncCall: count}}}}})
+	}
+	sel.TargetList = append(sel.TargetList, counts...)
 	return pg_query.Deparse(tree)
 }
 

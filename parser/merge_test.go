@@ -66,7 +66,9 @@ func TestGrouped(t *testing.T) {
 		{"SELECT user_id, count(*) FROM orders GROUP BY user_id", "cols=[key count] keys=[] limit=<nil> offset=<nil>"},
 		{"SELECT DISTINCT name, id % 2 FROM users ORDER BY 1", "cols=[key key] keys=[{0 false false}] limit=<nil> offset=<nil>"},
 		{"SELECT name FROM users GROUP BY name", "cols=[key] keys=[] limit=<nil> offset=<nil>"},
-		{"SELECT avg(total) FROM orders", "avg()"},
+		{"SELECT avg(total) FROM orders", "cols=[avg count] keys=[] limit=<nil> offset=<nil>"},
+		{"SELECT name, avg(total) AS a, count(*) FROM orders GROUP BY name ORDER BY a", "cols=[key avg count count] keys=[{1 false false}] limit=<nil> offset=<nil>"},
+		{"SELECT string_agg(name, ',') FROM users", "string_agg()"},
 		{"SELECT count(DISTINCT name) FROM users", "aggregates with DISTINCT, ORDER BY, FILTER or OVER"},
 		{"SELECT name, count(*) FROM users GROUP BY name HAVING count(*) > 1", "HAVING"},
 		{"SELECT count(*) + 1 FROM users", "expressions over aggregates"},
@@ -97,7 +99,11 @@ func TestGrouped(t *testing.T) {
 			t.Errorf("%s:\n got  %s\n want %s", tc.sql, got, tc.want)
 		}
 	}
-	q, err := GroupedShardQuery("SELECT name, count(*) FROM users GROUP BY name ORDER BY 2 DESC LIMIT 3 OFFSET 1")
+	q, err := GroupedShardQuery("SELECT name, avg(total), avg(id) AS a FROM t GROUP BY name")
+	if want := "SELECT name, pg_catalog.sum(total) AS avg, pg_catalog.sum(id) AS a, pg_catalog.count(total) AS pgshard_avg_count_1, pg_catalog.count(id) AS pgshard_avg_count_2 FROM t GROUP BY name"; err != nil || q != want {
+		t.Errorf("GroupedShardQuery:\n got  %q %v\n want %q", q, err, want)
+	}
+	q, err = GroupedShardQuery("SELECT name, count(*) FROM users GROUP BY name ORDER BY 2 DESC LIMIT 3 OFFSET 1")
 	if want := "SELECT name, count(*) FROM users GROUP BY name"; err != nil || q != want {
 		t.Errorf("GroupedShardQuery: %q %v, want %q", q, err, want)
 	}

@@ -364,7 +364,7 @@ func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decis
 			if desc == nil {
 				desc = m.body
 				var err error
-				if cols, aggs, err = groupedColumns(desc, g.Cols, formats); err != nil {
+				if cols, aggs, err = groupedColumns(desc, g.Cols, g.Hidden, formats); err != nil {
 					fail(toPgError(err))
 				}
 			} else if !sameColumns(desc, m.body) {
@@ -435,6 +435,36 @@ func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decis
 			fail(errShardUnexpected(m))
 		}
 	}
+	if firstE == nil && cols != nil && g.Hidden > 0 {
+		// avg: each avg column holds the sum; its count is among the
+		// hidden columns at the end, in the order of the avg columns.
+		n := len(cols) - g.Hidden
+		var avgs []int
+		for i, a := range aggs[:n] {
+			if a == routing.AggAvg {
+				avgs = append(avgs, i)
+			}
+		}
+		for _, row := range rows {
+			for j, i := range avgs {
+				v, err := routing.Avg(cols[i].Type, row[i], row[n+j])
+				if err != nil {
+					fail(toPgError(err))
+					break
+				}
+				row[i] = v
+			}
+		}
+		for i := range rows {
+			rows[i] = rows[i][:n]
+		}
+		for _, i := range avgs {
+			cols[i].Type = routing.AvgType(cols[i].Type)
+			desc = setColumnType(bytes.Clone(desc), i, cols[i].Type)
+		}
+		cols = cols[:n]
+		desc = stripColumns(bytes.Clone(desc), g.Hidden)
+	}
 	if firstE == nil && len(g.Keys) > 0 && cols != nil {
 		order, err := s.rowOrder(textColumns(cols), decision{sorted: &parser.Sorted{Keys: g.Keys}})
 		if err != nil {
@@ -494,7 +524,7 @@ func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decis
 
 // groupedColumns reads the shards' columns and checks that pgshard can
 // combine and send each as aggs and the client's formats say.
-func groupedColumns(desc []byte, kinds []parser.AggKind, formats func(int) int16) ([]routing.Column, []routing.Agg, error) {
+func groupedColumns(desc []byte, kinds []parser.AggKind, hidden int, formats func(int) int16) ([]routing.Column, []routing.Agg, error) {
 	cols, err := rowColumns(desc)
 	if err != nil {
 		return nil, nil, err
@@ -510,13 +540,47 @@ func groupedColumns(desc []byte, kinds []parser.AggKind, formats func(int) int16
 				Message: fmt.Sprintf("cannot combine %s of column %d (type OID %d) across shards", k, i+1, cols[i].Type),
 				Hint:    "Pin the statement to one shard with its shard key."}
 		}
-		if formats(i) == 1 && !routing.CanEncodeBinary(cols[i].Type) {
+		if i >= len(kinds)-hidden {
+			continue // an avg's count, which the client does not see
+		}
+		typ := cols[i].Type
+		if k == parser.AggAvg {
+			typ = routing.AvgType(typ)
+		}
+		if formats(i) == 1 && !routing.CanEncodeBinary(typ) {
 			return nil, nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
 				Message: fmt.Sprintf("cannot send column %d (type OID %d) of a merged result in binary format", i+1, cols[i].Type),
 				Hint:    "Ask for text results, or pin the statement to one shard."}
 		}
 	}
 	return cols, aggs, nil
+}
+
+// setColumnType sets the type of field i of a RowDescription, in place:
+// its type OID, its size (-1: variable) and no type modifier.
+func setColumnType(desc []byte, i int, oid uint32) []byte {
+	if len(desc) < 2 {
+		return desc
+	}
+	b := desc[2:]
+	for j := 0; j <= i; j++ {
+		z := bytes.IndexByte(b, 0)
+		if z < 0 || len(b) < z+19 {
+			return desc
+		}
+		if j == i {
+			f := b[z+1:]
+			binary.BigEndian.PutUint32(f[6:], oid)
+			size := int16(-1)
+			if oid == 701 { // float8
+				size = 8
+			}
+			binary.BigEndian.PutUint16(f[10:], uint16(size))
+			binary.BigEndian.PutUint32(f[12:], 0xFFFFFFFF)
+		}
+		b = b[z+19:]
+	}
+	return desc
 }
 
 // textColumns is cols as the shards sent them in a grouped merge: text.

@@ -25,6 +25,7 @@ const (
 	AggMax
 	AggAnd // bool_and
 	AggOr  // bool_or
+	AggAvg // avg: its sum combines as AggSum; Avg divides by the count
 )
 
 // ErrOutOfRange is a sum that leaves its type's range, as PostgreSQL
@@ -45,7 +46,7 @@ func Combine(agg Agg, typ uint32, a, b []byte) ([]byte, error) {
 		return a, nil
 	case AggCount:
 		return addInt8(a, b)
-	case AggSum:
+	case AggSum, AggAvg:
 		switch typ {
 		case oidInt8, oidInt4, oidInt2:
 			return addInt8(a, b)
@@ -96,6 +97,11 @@ func CanCombine(agg Agg, typ uint32) bool {
 			return true
 		}
 		return false
+	case AggAvg:
+		// The shards' sums: int8 or numeric for integer and numeric
+		// input, float8 for float8. (float4 input sums in float4 on the
+		// shards, where avg would use float8.)
+		return typ == oidInt8 || typ == oidNumeric || typ == oidFloat8
 	case AggMin, AggMax:
 		return comparator(Column{Type: typ}) != nil
 	case AggAnd, AggOr:
@@ -372,4 +378,84 @@ func encodeNumeric(s string) ([]byte, error) {
 		b = binary.BigEndian.AppendUint16(b, uint16(d))
 	}
 	return b, nil
+}
+
+// AvgType is the type avg returns for a sum column of type sumType.
+func AvgType(sumType uint32) uint32 {
+	if sumType == oidFloat8 {
+		return oidFloat8
+	}
+	return oidNumeric
+}
+
+// Avg divides a sum (of type sumType, text format) by a count as
+// PostgreSQL's avg does: in float8 for float8, else in numeric with the
+// scale PostgreSQL's numeric division picks (at least 16 significant
+// digits, no less than the sum's scale), rounded half away from zero.
+// A NULL sum or a zero count gives NULL.
+func Avg(sumType uint32, sum, count []byte) ([]byte, error) {
+	if sum == nil || count == nil || string(count) == "0" {
+		return nil, nil
+	}
+	if sumType == oidFloat8 {
+		x, err1 := strconv.ParseFloat(string(sum), 64)
+		n, err2 := strconv.ParseFloat(string(count), 64)
+		if err1 != nil || err2 != nil {
+			return nil, errors.New("malformed float from a shard")
+		}
+		return []byte(FormatFloat(x/n, 64)), nil
+	}
+	s := string(sum)
+	switch s {
+	case "NaN", "Infinity", "-Infinity":
+		return sum, nil
+	}
+	num, sumScale, err1 := parseDecimal(s)
+	den, ok := new(big.Int).SetString(string(count), 10)
+	if err1 != nil || !ok || den.Sign() <= 0 {
+		return nil, errors.New("malformed sum or count from a shard")
+	}
+	w1, d1 := numericWeight(s)
+	w2, d2 := numericWeight(string(count))
+	qweight := w1 - w2
+	if d1 <= d2 {
+		qweight--
+	}
+	rscale := min(max(16-qweight*4, sumScale, 0), 1000)
+	// sum / count = num / (10^sumScale * count); scaled by 10^rscale.
+	num.Mul(num, pow10(rscale))
+	den.Mul(den, pow10(sumScale))
+	neg := num.Sign() < 0
+	num.Abs(num)
+	q, r := new(big.Int).QuoRem(num, den, new(big.Int))
+	if r.Lsh(r, 1).Cmp(den) >= 0 {
+		q.Add(q, big.NewInt(1))
+	}
+	if neg {
+		q.Neg(q)
+	}
+	return []byte(formatDecimal(q, rscale)), nil
+}
+
+// numericWeight is the weight (position of the first non-zero base-10000
+// digit, 0 for the units group) and that digit of a decimal in text form,
+// as PostgreSQL's numeric stores it; 0, 0 for zero.
+func numericWeight(s string) (weight, first int) {
+	s = strings.TrimPrefix(s, "-")
+	ip, fp, _ := strings.Cut(s, ".")
+	ip = strings.TrimLeft(ip, "0")
+	if ip != "" {
+		groups := (len(ip) + 3) / 4
+		head := ip[:len(ip)-(groups-1)*4]
+		first, _ = strconv.Atoi(head)
+		return groups - 1, first
+	}
+	for i := 0; i*4 < len(fp); i++ {
+		g := fp[i*4 : min(len(fp), i*4+4)]
+		g += strings.Repeat("0", 4-len(g))
+		if d, _ := strconv.Atoi(g); d != 0 {
+			return -(i + 1), d
+		}
+	}
+	return 0, 0
 }

@@ -102,3 +102,30 @@ func TestCombine(t *testing.T) {
 		t.Error("equal keys group apart")
 	}
 }
+
+func TestAvg(t *testing.T) {
+	// The results are PostgreSQL 15's for SELECT avg(x) over such rows.
+	for _, tc := range []struct {
+		typ              uint32
+		sum, count, want string
+	}{
+		{oidNumeric, "3", "2", "1.5000000000000000"},               // avg of 1, 2
+		{oidNumeric, "10", "3", "3.3333333333333333"},              // 3, 3, 4
+		{oidNumeric, "-7", "3", "-2.3333333333333333"},             // -1, -2, -4
+		{oidNumeric, "1000000", "3", "333333.333333333333"},        // 1000000, 0, 0
+		{oidNumeric, "0", "4", "0.00000000000000000000"},           // zeros
+		{oidNumeric, "1.005", "2", "0.50250000000000000000"},       // 1, 0.005
+		{oidNumeric, "123456789012", "1", "123456789012.00000000"}, // one big value
+		{oidFloat8, "1", "3", "0.3333333333333333"},
+		{oidNumeric, "5", "0", "NULL"},
+	} {
+		got, err := Avg(tc.typ, []byte(tc.sum), []byte(tc.count))
+		s := string(got)
+		if got == nil {
+			s = "NULL"
+		}
+		if err != nil || s != tc.want {
+			t.Errorf("Avg(%s / %s) = %s, %v; want %s", tc.sum, tc.count, s, err, tc.want)
+		}
+	}
+}

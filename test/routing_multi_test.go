@@ -190,7 +190,7 @@ func TestRoutingMultiShardWire(t *testing.T) {
 }
 
 // TestRoutingMultiShardRefused: SELECTs whose results would need merging
-// that pgshard does not do yet (avg, count(DISTINCT), HAVING, window
+// that pgshard does not do yet (string_agg, count(DISTINCT), HAVING, window
 // functions, UNION) are
 // refused with 0A000 — unless they pin one shard. Nothing refused
 // changes anything, and the connection goes on working.
@@ -206,13 +206,13 @@ func TestRoutingMultiShardRefused(t *testing.T) {
 
 	t.Run("merging", func(t *testing.T) {
 		for _, q := range []string{
-			"SELECT avg(id) FROM users",
+			"SELECT string_agg(name, ',') FROM users",
 			"SELECT count(DISTINCT name) FROM users",
 			"SELECT name, count(*) FROM users GROUP BY name HAVING count(*) > 1",
 			"SELECT count(*) + 1 FROM users",
 			"SELECT id, rank() OVER (ORDER BY id) FROM users",
 			"SELECT id FROM users UNION SELECT id FROM users",
-			"SELECT avg(id) FROM users WHERE id IN (" + span + ")",
+			"SELECT string_agg(name, ',') FROM users WHERE id IN (" + span + ")",
 		} {
 			pe := c.mustFailUnrouted(t, "0A000", simple, q)
 			if !strings.Contains(strings.ToLower(pe.Message), "shard") {

@@ -20,15 +20,12 @@ SELECT count(*), count(score), count(name), count(country), count(active) FROM o
 SELECT sum(score), min(score), max(score) FROM oracle.users
 
 -- name: avg of integers
--- refused: 0A000
 SELECT avg(score) FROM oracle.users
 
 -- name: sum avg min max of numeric(12,2)
--- refused: 0A000
 SELECT sum(balance), avg(balance), min(balance), max(balance) FROM oracle.users
 
 -- name: sum and avg of numerics of several scales
--- refused: 0A000
 SELECT sum(rating), avg(rating) FROM oracle.users
 
 -- name: min and max of text
@@ -38,18 +35,15 @@ SELECT min(name), max(name) FROM oracle.users
 SELECT min(born), max(born) FROM oracle.users
 
 -- name: aggregates with a shard empty
--- refused: 0A000
 SELECT count(*), sum(total), avg(total), sum(amount), min(placed), max(placed) FROM oracle.orders
 
 -- name: aggregates over the empty shard only
 SELECT count(*), sum(qty), max(weight) FROM oracle.events WHERE created_at >= '2025-01-01' AND created_at < '2026-01-01'
 
 -- name: aggregates over no rows at all
--- refused: 0A000
 SELECT count(*), sum(score), avg(score), min(name), max(born), bool_and(active), bool_or(active) FROM oracle.users WHERE false
 
 -- name: sum of bigint is numeric
--- refused: 0A000
 SELECT sum(user_id), sum(total::bigint), avg(user_id) FROM oracle.orders
 
 -- name: count(DISTINCT) of text with NULLs
@@ -131,7 +125,6 @@ SELECT country, sum(balance) AS b FROM oracle.users GROUP BY country ORDER BY b 
 SELECT min(email), max(email), count(*), sum(balance) FROM oracle.accounts
 
 -- name: aggregates on a rule over two shards
--- refused: 0A000
 SELECT count(*), min(id), max(id), sum(level), avg(level) FROM oracle.logs
 
 -- name: string_agg in order
