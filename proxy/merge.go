@@ -31,73 +31,55 @@ type mergeStream struct {
 // gatherSorted relays the shards' rows to the client merged by d.sorted.
 func (s *session) gatherSorted(parts []*scatterPart, d decision, extended bool) error {
 	var (
+		g       = newGathered()
 		desc    []byte // the shards' RowDescription, all columns
-		firstE  []byte
-		sent    = map[byte]bool{}
-		out     []byte
 		ncols   int
 		hidden  = d.sorted.Hidden
 		emitted int64
 	)
-	fail := func(pe *pgError) {
-		if firstE == nil {
-			firstE = appendErrorResponse(nil, pe)
-		}
-	}
 	// next reads p's messages up to its next DataRow, which it returns,
 	// or to its end (nil).
 	next := func(p *scatterPart) []byte {
 		for !p.done {
-			if len(out) > 64<<10 {
-				out = s.writeClient(out)
+			if len(g.out) > 64<<10 {
+				g.out = s.writeClient(g.out)
 			}
 			var m scatterMsg
 			select {
 			case m = <-p.sink.msgs:
 			default:
-				out = s.writeClient(out)
+				g.out = s.writeClient(g.out)
 				s.flushClient()
 				m = <-p.sink.msgs
 			}
 			if m.err != nil {
 				p.done, p.c = true, nil
-				fail(errShardLost(m))
+				g.fail(errShardLost(m))
 				return nil
 			}
 			var skip bool
-			if skip, out = p.settingsReply(m, out); skip {
+			if skip, g.out = p.settingsReply(m, g.out); skip || g.relay(m) {
 				continue
 			}
 			switch m.typ {
 			case 'D':
-				if firstE == nil {
+				if g.firstE == nil {
 					return m.body
 				}
 			case 'T':
 				if desc == nil {
 					desc = m.body
 					if !d.hideDesc {
-						out = appendMsg(out, 'T', stripColumns(bytes.Clone(m.body), hidden))
+						g.out = appendMsg(g.out, 'T', stripColumns(bytes.Clone(m.body), hidden))
 					}
 				} else if !sameColumns(desc, m.body) {
-					fail(errShardColumns(m))
+					g.fail(errShardColumns(m))
 				}
-			case '2':
-				if !sent[m.typ] && firstE == nil {
-					sent[m.typ] = true
-					out = appendMsg(out, m.typ, m.body)
-				}
-			case '1', 'C', 'S':
-			case 'E':
-				if firstE == nil {
-					firstE = appendMsg(nil, 'E', m.body)
-				}
-			case 'N', 'A':
-				out = appendMsg(out, m.typ, m.body)
+			case 'C':
 			case 'Z':
 				p.done = true
 			default:
-				fail(errShardUnexpected(m))
+				g.fail(errShardUnexpected(m))
 			}
 		}
 		return nil
@@ -109,26 +91,26 @@ func (s *session) gatherSorted(parts []*scatterPart, d decision, extended bool) 
 		streams = append(streams, st)
 	}
 	var order *routing.RowOrder
-	if firstE == nil && desc != nil {
+	if g.firstE == nil && desc != nil {
 		cols, err := rowColumns(desc)
 		if err == nil {
 			ncols = len(cols)
-			order, err = s.rowOrder(cols, d)
+			order, err = s.rowOrder(cols, d.sorted.Keys)
 		}
 		if err != nil {
-			fail(toPgError(err))
+			g.fail(toPgError(err))
 		}
 	}
 	for _, st := range streams {
-		if st.body != nil && firstE == nil {
+		if st.body != nil && g.firstE == nil {
 			var err error
 			if st.row, err = routing.SplitDataRow(st.body, nil); err != nil || len(st.row) != ncols {
-				fail(&pgError{Severity: "ERROR", Code: codeProtocolViolation, Message: "malformed DataRow from a shard"})
+				g.fail(&pgError{Severity: "ERROR", Code: codeProtocolViolation, Message: "malformed DataRow from a shard"})
 			}
 		}
 	}
 	skip := d.offset
-	for firstE == nil && (d.limit < 0 || emitted < d.limit) {
+	for g.firstE == nil && (d.limit < 0 || emitted < d.limit) {
 		var min *mergeStream
 		for _, st := range streams {
 			if st.body != nil && (min == nil || order.Compare(st.row, min.row) < 0) {
@@ -141,34 +123,20 @@ func (s *session) gatherSorted(parts []*scatterPart, d decision, extended bool) 
 		if skip > 0 {
 			skip--
 		} else {
-			out = appendMsg(out, 'D', stripValues(min.body, hidden))
+			g.out = appendMsg(g.out, 'D', stripValues(min.body, hidden))
 			emitted++
 		}
 		min.body = next(min.p)
 		if min.body != nil {
 			var err error
 			if min.row, err = routing.SplitDataRow(min.body, min.row); err != nil || len(min.row) != ncols {
-				fail(&pgError{Severity: "ERROR", Code: codeProtocolViolation, Message: "malformed DataRow from a shard"})
+				g.fail(&pgError{Severity: "ERROR", Code: codeProtocolViolation, Message: "malformed DataRow from a shard"})
 			}
 		}
 	}
 	// Shards still sending rows that are not wanted are abandoned: their
 	// connections close (see scatterRun).
-	switch {
-	case firstE != nil:
-		out = append(out, firstE...)
-		if extended {
-			s.skipToSync = true
-		}
-	default:
-		out = appendCommandComplete(out, fmt.Sprintf("SELECT %d", emitted))
-	}
-	if !extended {
-		out = appendReadyForQuery(out, 'I')
-	}
-	s.writeClient(out)
-	s.flushClient()
-	return errHandled
+	return s.finishGather(g, fmt.Sprintf("SELECT %d", emitted), extended)
 }
 
 // writeClient writes b to the client's buffer and returns b emptied.
@@ -193,12 +161,12 @@ func (s *session) flushClient() {
 	s.wmu.Unlock()
 }
 
-// rowOrder is the order of d's sort keys over rows of cols. Text keys are
+// rowOrder is the order of sortKeys over rows of cols. Text keys are
 // compared byte by byte, which is PostgreSQL's order only under the C
 // collation: other databases get an error that says so.
-func (s *session) rowOrder(cols []routing.Column, d decision) (*routing.RowOrder, error) {
+func (s *session) rowOrder(cols []routing.Column, sortKeys []parser.SortKey) (*routing.RowOrder, error) {
 	var keys []routing.SortKey
-	for _, k := range d.sorted.Keys {
+	for _, k := range sortKeys {
 		c := k.Column
 		if c < 0 {
 			c += len(cols)
@@ -320,28 +288,19 @@ const mergeMemoryLimit = 256 << 20
 // ORDER BY keys, after OFFSET, up to LIMIT. The shards send text; formats
 // are the result formats the client asked for.
 func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decision, extended bool, formats func(col int) int16) error {
-	g := d.grouped
+	spec := d.grouped
 	var (
 		desc    []byte
 		cols    []routing.Column
 		aggs    []routing.Agg
-		firstE  []byte
-		out     []byte
+		folds   []routing.Fold
+		g       = newGathered()
 		pending = len(parts)
 		groups  = map[string]int{}
 		rows    [][][]byte
 		held    int
-		sentB   bool
 	)
-	fail := func(pe *pgError) {
-		if firstE == nil {
-			firstE = appendErrorResponse(nil, pe)
-		}
-	}
-	byConn := map[*serverConn]*scatterPart{}
-	for _, p := range parts {
-		byConn[p.c] = p
-	}
+	byConn := partsByConn(parts)
 	var key []byte
 	for pending > 0 {
 		m := <-sink.msgs
@@ -352,11 +311,11 @@ func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decis
 		if m.err != nil {
 			p.done, p.c = true, nil
 			pending--
-			fail(errShardLost(m))
+			g.fail(errShardLost(m))
 			continue
 		}
 		var skip bool
-		if skip, out = p.settingsReply(m, out); skip {
+		if skip, g.out = p.settingsReply(m, g.out); skip || g.relay(m) {
 			continue
 		}
 		switch m.typ {
@@ -364,19 +323,19 @@ func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decis
 			if desc == nil {
 				desc = m.body
 				var err error
-				if cols, aggs, err = groupedColumns(desc, g.Cols, g.Hidden, formats); err != nil {
-					fail(toPgError(err))
+				if cols, aggs, folds, err = groupedColumns(desc, spec.Cols, spec.Hidden, formats); err != nil {
+					g.fail(toPgError(err))
 				}
 			} else if !sameColumns(desc, m.body) {
-				fail(errShardColumns(m))
+				g.fail(errShardColumns(m))
 			}
 		case 'D':
-			if firstE != nil || cols == nil {
+			if g.firstE != nil || cols == nil {
 				continue
 			}
 			row, err := routing.SplitDataRow(m.body, nil)
 			if err != nil || len(row) != len(cols) {
-				fail(&pgError{Severity: "ERROR", Code: codeProtocolViolation, Message: "malformed DataRow from a shard"})
+				g.fail(&pgError{Severity: "ERROR", Code: codeProtocolViolation, Message: "malformed DataRow from a shard"})
 				continue
 			}
 			key = key[:0]
@@ -398,47 +357,36 @@ func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decis
 				rows = append(rows, row)
 				held += len(m.body) + len(key) + 64
 				if held > mergeMemoryLimit {
-					fail(&pgError{Severity: "ERROR", Code: codeProgramLimit,
+					g.fail(&pgError{Severity: "ERROR", Code: codeProgramLimit,
 						Message: fmt.Sprintf("the shards' groups need more than %d MB to merge", mergeMemoryLimit>>20),
 						Hint:    "Narrow the statement with a shard key or a WHERE clause, or group by fewer distinct values."})
 				}
 				continue
 			}
-			for i, a := range aggs {
-				v, err := routing.Combine(a, cols[i].Type, rows[at][i], row[i])
+			for i, fold := range folds {
+				v, err := fold(rows[at][i], row[i])
 				if err != nil {
 					if errors.Is(err, routing.ErrOutOfRange) {
-						fail(&pgError{Severity: "ERROR", Code: "22003", Message: err.Error(), err: err})
+						g.fail(&pgError{Severity: "ERROR", Code: "22003", Message: err.Error(), err: err})
 					} else {
-						fail(toPgError(err))
+						g.fail(toPgError(err))
 					}
 					break
 				}
 				rows[at][i] = v
 			}
-		case '2':
-			if !sentB && firstE == nil {
-				sentB = true
-				out = appendMsg(out, '2', m.body)
-			}
-		case '1', 'C', 'S':
-		case 'E':
-			if firstE == nil {
-				firstE = appendMsg(nil, 'E', m.body)
-			}
-		case 'N', 'A':
-			out = appendMsg(out, m.typ, m.body)
+		case 'C':
 		case 'Z':
 			p.done = true
 			pending--
 		default:
-			fail(errShardUnexpected(m))
+			g.fail(errShardUnexpected(m))
 		}
 	}
-	if firstE == nil && cols != nil && g.Hidden > 0 {
+	if g.firstE == nil && cols != nil && spec.Hidden > 0 {
 		// avg: each avg column holds the sum; its count is among the
 		// hidden columns at the end, in the order of the avg columns.
-		n := len(cols) - g.Hidden
+		n := len(cols) - spec.Hidden
 		var avgs []int
 		for i, a := range aggs[:n] {
 			if a == routing.AggAvg {
@@ -449,7 +397,7 @@ func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decis
 			for j, i := range avgs {
 				v, err := routing.Avg(cols[i].Type, row[i], row[n+j])
 				if err != nil {
-					fail(toPgError(err))
+					g.fail(toPgError(err))
 					break
 				}
 				row[i] = v
@@ -463,17 +411,17 @@ func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decis
 			desc = setColumnType(bytes.Clone(desc), i, cols[i].Type)
 		}
 		cols = cols[:n]
-		desc = stripColumns(bytes.Clone(desc), g.Hidden)
+		desc = stripColumns(bytes.Clone(desc), spec.Hidden)
 	}
-	if firstE == nil && len(g.Keys) > 0 && cols != nil {
-		order, err := s.rowOrder(textColumns(cols), decision{sorted: &parser.Sorted{Keys: g.Keys}})
+	if g.firstE == nil && len(spec.Keys) > 0 && cols != nil {
+		order, err := s.rowOrder(textColumns(cols), spec.Keys)
 		if err != nil {
-			fail(toPgError(err))
+			g.fail(toPgError(err))
 		} else {
 			slices.SortStableFunc(rows, order.Compare)
 		}
 	}
-	if firstE == nil {
+	if g.firstE == nil {
 		if d.offset > 0 {
 			rows = rows[min(int64(len(rows)), d.offset):]
 		}
@@ -481,7 +429,7 @@ func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decis
 			rows = rows[:d.limit]
 		}
 		if desc != nil && !d.hideDesc {
-			out = appendMsg(out, 'T', withFormats(bytes.Clone(desc), formats))
+			g.out = appendMsg(g.out, 'T', withFormats(bytes.Clone(desc), formats))
 		}
 		var vals [][]byte
 		for _, row := range rows {
@@ -490,53 +438,42 @@ func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decis
 				if v != nil && formats(i) == 1 {
 					b, err := routing.EncodeBinary(cols[i].Type, v)
 					if err != nil {
-						fail(toPgError(err))
+						g.fail(toPgError(err))
 						break
 					}
 					v = b
 				}
 				vals = append(vals, v)
 			}
-			if firstE != nil {
+			if g.firstE != nil {
 				break
 			}
-			out = appendDataRow(out, vals)
-			if len(out) > 64<<10 {
-				out = s.writeClient(out)
+			g.out = appendDataRow(g.out, vals)
+			if len(g.out) > 64<<10 {
+				g.out = s.writeClient(g.out)
 			}
 		}
 	}
-	if firstE != nil {
-		out = append(out, firstE...)
-		if extended {
-			s.skipToSync = true
-		}
-	} else {
-		out = appendCommandComplete(out, fmt.Sprintf("SELECT %d", len(rows)))
-	}
-	if !extended {
-		out = appendReadyForQuery(out, 'I')
-	}
-	s.writeClient(out)
-	s.flushClient()
-	return errHandled
+	return s.finishGather(g, fmt.Sprintf("SELECT %d", len(rows)), extended)
 }
 
 // groupedColumns reads the shards' columns and checks that pgshard can
-// combine and send each as aggs and the client's formats say.
-func groupedColumns(desc []byte, kinds []parser.AggKind, hidden int, formats func(int) int16) ([]routing.Column, []routing.Agg, error) {
+// combine and send each as aggs and the client's formats say, and how to
+// fold each column's values.
+func groupedColumns(desc []byte, kinds []parser.AggKind, hidden int, formats func(int) int16) ([]routing.Column, []routing.Agg, []routing.Fold, error) {
 	cols, err := rowColumns(desc)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if len(cols) != len(kinds) {
-		return nil, nil, fmt.Errorf("the shards returned %d columns, the statement has %d", len(cols), len(kinds))
+		return nil, nil, nil, fmt.Errorf("the shards returned %d columns, the statement has %d", len(cols), len(kinds))
 	}
 	aggs := make([]routing.Agg, len(kinds))
+	folds := make([]routing.Fold, len(kinds))
 	for i, k := range kinds {
 		aggs[i] = routing.Agg(k) // the same order of kinds
-		if !routing.CanCombine(aggs[i], cols[i].Type) {
-			return nil, nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+		if folds[i] = routing.Folder(aggs[i], cols[i].Type); folds[i] == nil {
+			return nil, nil, nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
 				Message: fmt.Sprintf("cannot combine %s of column %d (type OID %d) across shards", k, i+1, cols[i].Type),
 				Hint:    "Pin the statement to one shard with its shard key."}
 		}
@@ -548,12 +485,12 @@ func groupedColumns(desc []byte, kinds []parser.AggKind, hidden int, formats fun
 			typ = routing.AvgType(typ)
 		}
 		if formats(i) == 1 && !routing.CanEncodeBinary(typ) {
-			return nil, nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+			return nil, nil, nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
 				Message: fmt.Sprintf("cannot send column %d (type OID %d) of a merged result in binary format", i+1, cols[i].Type),
 				Hint:    "Ask for text results, or pin the statement to one shard."}
 		}
 	}
-	return cols, aggs, nil
+	return cols, aggs, folds, nil
 }
 
 // setColumnType sets the type of field i of a RowDescription, in place:

@@ -302,15 +302,11 @@ func (s *session) endScatterTx(parts []*scatterPart, sink *scatterSink, ok bool)
 		}
 	}
 	var first error
+	byConn := partsByConn(parts)
 	for pending > 0 {
 		m := <-sink.msgs
-		var p *scatterPart
-		for _, q := range parts {
-			if q.c == m.c && q.c != nil && !q.done {
-				p = q
-			}
-		}
-		if p == nil {
+		p := byConn[m.c]
+		if p == nil || p.done {
 			continue
 		}
 		switch {
@@ -490,38 +486,18 @@ func (s *session) acquireFor(shard int, write bool) (*serverConn, int, error) {
 // the client's.
 func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies, extended bool, finish func(ok bool) error) error {
 	var (
-		desc    []byte            // the RowDescription sent, if any
-		sent    = map[byte]bool{} // the one-per-result replies sent
-		firstE  []byte            // the first error
+		g       = newGathered()
+		desc    []byte // the RowDescription sent, if any
 		pending = len(parts)
-		out     []byte
 	)
-	byConn := map[*serverConn]*scatterPart{}
-	for _, p := range parts {
-		byConn[p.c] = p
-	}
-	flush := func() {
-		if len(out) == 0 {
-			return
-		}
-		s.wmu.Lock()
-		if s.clientErr == nil {
-			_, s.clientErr = s.cw.Write(out)
-		}
-		s.wmu.Unlock()
-		out = out[:0]
-	}
+	byConn := partsByConn(parts)
 	for pending > 0 {
 		var m scatterMsg
 		select {
 		case m = <-sink.msgs:
 		default:
-			flush()
-			s.wmu.Lock()
-			if s.clientErr == nil {
-				s.clientErr = s.cw.Flush()
-			}
-			s.wmu.Unlock()
+			g.out = s.writeClient(g.out)
+			s.flushClient()
 			m = <-sink.msgs
 		}
 		p := byConn[m.c]
@@ -531,60 +507,40 @@ func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies, extend
 		if m.err != nil {
 			p.done, p.c = true, nil
 			pending--
-			if firstE == nil {
-				firstE = appendErrorResponse(nil, errShardLost(m))
-			}
+			g.fail(errShardLost(m))
 			continue
 		}
 		var skip bool
-		if skip, out = p.settingsReply(m, out); skip {
+		if skip, g.out = p.settingsReply(m, g.out); skip || g.relay(m) {
 			continue
 		}
 		switch m.typ {
 		case 'T':
 			if desc == nil {
 				desc = m.body
-				out = appendMsg(out, 'T', m.body)
-			} else if !sameColumns(desc, m.body) && firstE == nil {
-				firstE = appendErrorResponse(nil, errShardColumns(m))
+				g.out = appendMsg(g.out, 'T', m.body)
+			} else if !sameColumns(desc, m.body) {
+				g.fail(errShardColumns(m))
 			}
 		case 'D':
-			if firstE == nil && (!copies || p == parts[0]) {
-				out = appendMsg(out, 'D', m.body)
-				if len(out) > 64<<10 {
-					flush()
+			if g.firstE == nil && (!copies || p == parts[0]) {
+				g.out = appendMsg(g.out, 'D', m.body)
+				if len(g.out) > 64<<10 {
+					g.out = s.writeClient(g.out)
 				}
 			}
-		case '2', 'n', 'I':
-			// BindComplete, NoData, EmptyQueryResponse: once for all.
-			if !sent[m.typ] && firstE == nil {
-				sent[m.typ] = true
-				out = appendMsg(out, m.typ, m.body)
-			}
-		case '1':
-			// ParseComplete of pgshard's own Parse: the client's was
-			// answered when it was sent.
 		case 'C':
 			p.tag = string(bytes.TrimRight(m.body, "\x00"))
-		case 'E':
-			if firstE == nil {
-				firstE = appendMsg(nil, 'E', m.body)
-			}
-		case 'N', 'A':
-			out = appendMsg(out, m.typ, m.body)
 		case 'Z':
 			p.done = true
 			pending--
-		case 'S':
 		default:
-			if firstE == nil {
-				firstE = appendErrorResponse(nil, errShardUnexpected(m))
-			}
+			g.fail(errShardUnexpected(m))
 		}
 	}
 	if finish != nil {
-		if err := finish(firstE == nil); err != nil && firstE == nil {
-			firstE = appendErrorResponse(nil, toPgError(err))
+		if err := finish(g.firstE == nil); err != nil {
+			g.fail(toPgError(err))
 		}
 	}
 	var tags []string
@@ -593,24 +549,85 @@ func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies, extend
 			tags = append(tags, p.tag)
 		}
 	}
-	switch {
-	case firstE != nil:
-		out = append(out, firstE...)
-		if extended {
-			s.skipToSync = true // as the server skips to Sync after an error
+	tag := ""
+	if len(tags) > 0 {
+		tag = combineTags(tags, !copies)
+	}
+	return s.finishGather(g, tag, extended)
+}
+
+// partsByConn indexes the parts of a scatter by their connections.
+func partsByConn(parts []*scatterPart) map[*serverConn]*scatterPart {
+	m := make(map[*serverConn]*scatterPart, len(parts))
+	for _, p := range parts {
+		if p.c != nil {
+			m[p.c] = p
 		}
-	case len(tags) > 0:
-		out = appendCommandComplete(out, combineTags(tags, !copies))
+	}
+	return m
+}
+
+// gathered is what a gather has for the client: the replies so far and
+// the first error, which ends the result.
+type gathered struct {
+	out    []byte
+	firstE []byte
+	sent   map[byte]bool // the replies sent once for all shards
+}
+
+func newGathered() *gathered { return &gathered{sent: map[byte]bool{}} }
+
+// fail keeps pe as the client's error unless there is one already.
+func (g *gathered) fail(pe *pgError) {
+	if g.firstE == nil {
+		g.firstE = appendErrorResponse(nil, pe)
+	}
+}
+
+// relay handles the shard replies every way of gathering treats alike, and
+// reports whether m was one: BindComplete, NoData and EmptyQueryResponse
+// go out once for all shards; ParseComplete (of pgshard's own Parse: the
+// client's was answered when it was sent) and ParameterStatus are
+// dropped; notices go out; the first error is kept.
+func (g *gathered) relay(m scatterMsg) bool {
+	switch m.typ {
+	case '2', 'n', 'I':
+		if !g.sent[m.typ] && g.firstE == nil {
+			g.sent[m.typ] = true
+			g.out = appendMsg(g.out, m.typ, m.body)
+		}
+	case '1', 'S':
+	case 'N', 'A':
+		g.out = appendMsg(g.out, m.typ, m.body)
+	case 'E':
+		if g.firstE == nil {
+			g.firstE = appendMsg(nil, 'E', m.body)
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+// finishGather ends the client's result with the first error or the tag
+// (none when empty), then ReadyForQuery in the simple protocol; in the
+// extended protocol an error skips the client's messages to Sync, as the
+// server does.
+func (s *session) finishGather(g *gathered, tag string, extended bool) error {
+	switch {
+	case g.firstE != nil:
+		g.out = append(g.out, g.firstE...)
+		if extended {
+			s.skipToSync = true
+		}
+	case tag != "":
+		g.out = appendCommandComplete(g.out, tag)
 	}
 	if !extended {
-		out = appendReadyForQuery(out, 'I')
+		g.out = appendReadyForQuery(g.out, 'I')
 	}
-	flush()
-	s.wmu.Lock()
-	if s.clientErr == nil {
-		s.clientErr = s.cw.Flush()
-	}
-	s.wmu.Unlock()
+	s.writeClient(g.out)
+	s.flushClient()
 	return errHandled
 }
 

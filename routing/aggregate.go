@@ -32,82 +32,84 @@ const (
 // reports it ("bigint out of range").
 var ErrOutOfRange = errors.New("bigint out of range")
 
-// Combine folds value b of a column into a (both text format, nil for
-// NULL) and returns the result.
-func Combine(agg Agg, typ uint32, a, b []byte) ([]byte, error) {
-	if a == nil {
-		return b, nil
-	}
-	if b == nil {
-		return a, nil
-	}
+// A Fold folds value b of a column into a (both text format, nil for
+// NULL) and returns the result; NULLs are skipped, as aggregates skip
+// them.
+type Fold func(a, b []byte) ([]byte, error)
+
+// Folder returns how to fold the values of a column of type typ that agg
+// made on each shard, or nil when pgshard cannot.
+func Folder(agg Agg, typ uint32) Fold {
+	var f func(a, b []byte) ([]byte, error)
 	switch agg {
 	case AggKey:
-		return a, nil
+		f = func(a, _ []byte) ([]byte, error) { return a, nil }
 	case AggCount:
-		return addInt8(a, b)
+		f = addInt8
 	case AggSum, AggAvg:
-		switch typ {
-		case oidInt8, oidInt4, oidInt2:
-			return addInt8(a, b)
-		case oidNumeric:
-			s, err := AddNumeric(string(a), string(b))
-			return []byte(s), err
-		case oidFloat8, oidFloat4:
-			x, _ := strconv.ParseFloat(string(a), 64)
-			y, _ := strconv.ParseFloat(string(b), 64)
-			bits := 64
-			if typ == oidFloat4 {
-				bits = 32
-			}
-			return []byte(FormatFloat(x+y, bits)), nil
+		f = sumFold(typ)
+		// avg's shard sums: int8 or numeric for integer and numeric
+		// input, float8 for float8. float4 input sums in float4 on the
+		// shards, where avg would use float8.
+		if agg == AggAvg && typ != oidInt8 && typ != oidNumeric && typ != oidFloat8 {
+			f = nil
 		}
-		return nil, fmt.Errorf("%w sums of type OID %d", ErrNotComparable, typ)
 	case AggMin, AggMax:
-		cmp := comparator(Column{Type: typ})
-		if cmp == nil {
-			return nil, fmt.Errorf("%w values of type OID %d", ErrNotComparable, typ)
+		if cmp := comparator(Column{Type: typ}); cmp != nil {
+			f = func(a, b []byte) ([]byte, error) {
+				if c := cmp(a, b); (agg == AggMin) == (c <= 0) {
+					return a, nil
+				}
+				return b, nil
+			}
 		}
-		if c := cmp(a, b); (agg == AggMin) == (c <= 0) {
-			return a, nil
+	case AggAnd, AggOr:
+		if typ == oidBool {
+			f = func(a, b []byte) ([]byte, error) {
+				x, y := string(a) == "t", string(b) == "t"
+				if agg == AggAnd && x && y || agg == AggOr && (x || y) {
+					return []byte("t"), nil
+				}
+				return []byte("f"), nil
+			}
 		}
-		return b, nil
-	case AggAnd:
-		if string(a) == "t" && string(b) == "t" {
-			return a, nil
-		}
-		return []byte("f"), nil
-	case AggOr:
-		if string(a) == "t" || string(b) == "t" {
-			return []byte("t"), nil
-		}
-		return []byte("f"), nil
 	}
-	return nil, fmt.Errorf("unknown aggregate %d", agg)
+	if f == nil {
+		return nil
+	}
+	return func(a, b []byte) ([]byte, error) {
+		switch {
+		case a == nil:
+			return b, nil
+		case b == nil:
+			return a, nil
+		}
+		return f(a, b)
+	}
 }
 
-// CanCombine reports whether Combine handles agg over type typ.
-func CanCombine(agg Agg, typ uint32) bool {
-	switch agg {
-	case AggKey, AggCount:
-		return true
-	case AggSum:
-		switch typ {
-		case oidInt8, oidInt4, oidInt2, oidNumeric, oidFloat8, oidFloat4:
-			return true
+// sumFold adds sums of type typ; nil for types pgshard cannot add.
+func sumFold(typ uint32) func(a, b []byte) ([]byte, error) {
+	switch typ {
+	case oidInt8, oidInt4, oidInt2:
+		return addInt8
+	case oidNumeric:
+		return func(a, b []byte) ([]byte, error) {
+			s, err := AddNumeric(string(a), string(b))
+			return []byte(s), err
 		}
-		return false
-	case AggAvg:
-		// The shards' sums: int8 or numeric for integer and numeric
-		// input, float8 for float8. (float4 input sums in float4 on the
-		// shards, where avg would use float8.)
-		return typ == oidInt8 || typ == oidNumeric || typ == oidFloat8
-	case AggMin, AggMax:
-		return comparator(Column{Type: typ}) != nil
-	case AggAnd, AggOr:
-		return typ == oidBool
+	case oidFloat8, oidFloat4:
+		bits := 64
+		if typ == oidFloat4 {
+			bits = 32
+		}
+		return func(a, b []byte) ([]byte, error) {
+			x, _ := strconv.ParseFloat(string(a), 64)
+			y, _ := strconv.ParseFloat(string(b), 64)
+			return []byte(FormatFloat(x+y, bits)), nil
+		}
 	}
-	return false
+	return nil
 }
 
 func addInt8(a, b []byte) ([]byte, error) {

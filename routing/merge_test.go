@@ -86,17 +86,22 @@ func TestCombine(t *testing.T) {
 		{AggMax, oidText, "b", "ab", "b"},
 		{AggAnd, oidBool, "t", "f", "f"},
 		{AggOr, oidBool, "f", "t", "t"},
+		{AggOr, oidBool, "f", "f", "f"},
+		{AggAnd, oidBool, "t", "t", "t"},
 	} {
-		got, err := Combine(tc.agg, tc.typ, []byte(tc.a), []byte(tc.b))
+		got, err := Folder(tc.agg, tc.typ)([]byte(tc.a), []byte(tc.b))
 		if err != nil || string(got) != tc.want {
-			t.Errorf("Combine(%d, %d, %s, %s) = %s, %v; want %s", tc.agg, tc.typ, tc.a, tc.b, got, err, tc.want)
+			t.Errorf("Folder(%d, %d)(%s, %s) = %s, %v; want %s", tc.agg, tc.typ, tc.a, tc.b, got, err, tc.want)
 		}
 	}
-	if _, err := Combine(AggSum, oidInt8, []byte("9223372036854775807"), []byte("1")); err != ErrOutOfRange {
+	if _, err := Folder(AggSum, oidInt8)([]byte("9223372036854775807"), []byte("1")); err != ErrOutOfRange {
 		t.Errorf("int8 overflow: %v", err)
 	}
-	if got, _ := Combine(AggSum, oidInt8, nil, []byte("5")); string(got) != "5" {
+	if got, _ := Folder(AggSum, oidInt8)(nil, []byte("5")); string(got) != "5" {
 		t.Errorf("NULL + 5 = %s", got)
+	}
+	if Folder(AggAvg, oidFloat4) != nil || Folder(AggSum, 1186) != nil || Folder(AggMin, 1186) != nil || Folder(AggAnd, oidInt4) != nil {
+		t.Error("a fold for a type pgshard cannot combine")
 	}
 	if GroupKey(oidNumeric, []byte("1.50")) != GroupKey(oidNumeric, []byte("01.5")) || GroupKey(oidFloat8, []byte("-0")) != GroupKey(oidFloat8, []byte("0")) {
 		t.Error("equal keys group apart")
