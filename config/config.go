@@ -84,6 +84,14 @@ type Config struct {
 	// backend connection keeps.
 	PreparedStatementCacheSize int `yaml:"prepared_statement_cache_size"`
 
+	// InstanceID names this pgshard in the gids of its prepared
+	// transactions: unique per instance in front of the same shards, and
+	// the same after a restart. Parse sets the host name if left out.
+	InstanceID string `yaml:"instance_id"`
+	// TwoPhaseTimeout is how old another instance's prepared transactions
+	// must be before recovery decides them.
+	TwoPhaseTimeout Duration `yaml:"two_phase_timeout"`
+
 	// Users are the client identities the proxy accepts.
 	Users []User `yaml:"users"`
 	// Databases are the logical databases clients connect to.
@@ -157,6 +165,10 @@ type Database struct {
 	// CrossShard says what happens to a statement that needs more than one
 	// shard: allow (the default), deny (SQLSTATE 0A000) or log.
 	CrossShard CrossShard `yaml:"cross_shard"`
+	// TwoPhaseCommit commits what spans shards with two-phase commit;
+	// Parse makes it true when the database has several shards and a
+	// backend_user, if the file leaves it out.
+	TwoPhaseCommit bool `yaml:"two_phase_commit"`
 }
 
 // Shard is one slice of a database: a primary and its replicas, each a
@@ -267,6 +279,8 @@ func applyDefaults(c *Config, idx *index) {
 	set("server_lifetime", func() { c.ServerLifetime = defaultServerLifetime })
 	set("query_wait_timeout", func() { c.QueryWaitTimeout = defaultQueryWaitTimeout })
 	set("prepared_statement_cache_size", func() { c.PreparedStatementCacheSize = defaultPreparedStatementCacheSize })
+	set("instance_id", func() { c.InstanceID = proxy.DefaultInstanceID() })
+	set("two_phase_timeout", func() { c.TwoPhaseTimeout = Duration(proxy.DefaultTwoPhaseTimeout) })
 	for i := range c.Users {
 		u := &c.Users[i]
 		set(fmt.Sprintf("users[%d].auth", i), func() { u.Auth = defaultAuth })
@@ -299,6 +313,8 @@ func (c *Config) ProxyOptions(logger *slog.Logger) (proxy.Options, error) {
 		ServerLifetime:             time.Duration(c.ServerLifetime),
 		QueryWaitTimeout:           time.Duration(c.QueryWaitTimeout),
 		PreparedStatementCacheSize: c.PreparedStatementCacheSize,
+		InstanceID:                 c.InstanceID,
+		TwoPhaseTimeout:            time.Duration(c.TwoPhaseTimeout),
 		Logger:                     logger,
 	}
 	if c.TLS.CertFile != "" || c.TLS.KeyFile != "" {
@@ -326,6 +342,7 @@ func (c *Config) ProxyOptions(logger *slog.Logger) (proxy.Options, error) {
 			RouteNotices:      d.RouteNotices,
 			ReadOnlyFunctions: slices.Clone(d.ReadOnlyFunctions),
 			CrossShard:        proxy.CrossShard(d.CrossShard),
+			TwoPhaseCommit:    d.TwoPhaseCommit,
 		}
 		switch d.ReadYourWrites.Mode {
 		case ReadYourWritesLSN:

@@ -62,6 +62,8 @@ func TestDefaults(t *testing.T) {
 		ServerLifetime:             Duration(time.Hour),
 		QueryWaitTimeout:           Duration(120 * time.Second),
 		PreparedStatementCacheSize: 500,
+		InstanceID:                 proxy.DefaultInstanceID(),
+		TwoPhaseTimeout:            Duration(time.Minute),
 		Users:                      []User{{Name: "app", Password: "app", Auth: proxy.AuthSCRAM}},
 		Databases: []Database{{
 			Name:           "app",
@@ -466,13 +468,16 @@ databases:
 		MaxClientConn: 50,
 		Users:         []proxy.User{{Name: "app", Password: "app", Auth: proxy.AuthSCRAM}, {Name: "md", Password: md5App, Auth: proxy.AuthMD5}},
 		Databases: []proxy.Database{{Name: "app", BackendUser: "owner", BackendPassword: "pw", PoolSize: 4, MinPoolSize: 1, Shards: []proxy.Shard{{Name: "s0", Primary: "host=a", Replicas: []string{"host=b", "host=c"}}, {Name: "s1", Primary: "host=d"}},
-			DefaultShard: "s0", LoadBalance: proxy.LoadBalanceRoundRobin, ReadYourWrites: proxy.ReadYourWrites{LSN: true}, MaxReplicaLag: 16 << 20, CrossShard: proxy.CrossShardAllow}},
+			DefaultShard: "s0", LoadBalance: proxy.LoadBalanceRoundRobin, ReadYourWrites: proxy.ReadYourWrites{LSN: true}, MaxReplicaLag: 16 << 20, CrossShard: proxy.CrossShardAllow,
+			TwoPhaseCommit: true}},
 		ClientLoginTimeout:         3 * time.Second,
 		MaxMessageSize:             8192,
 		ServerConnectTimeout:       2 * time.Second,
 		ServerLifetime:             30 * time.Minute,
 		QueryWaitTimeout:           500 * time.Millisecond,
 		PreparedStatementCacheSize: 7,
+		InstanceID:                 proxy.DefaultInstanceID(),
+		TwoPhaseTimeout:            time.Minute,
 		Logger:                     logger,
 	}
 	if !reflect.DeepEqual(o, want) {

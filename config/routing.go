@@ -201,6 +201,7 @@ func applyRoutingDefaults(d *Database, p string, set func(string, func())) {
 	})
 	set(p+".load_balance", func() { d.LoadBalance = defaultLoadBalance })
 	set(p+".cross_shard", func() { d.CrossShard = defaultCrossShard })
+	set(p+".two_phase_commit", func() { d.TwoPhaseCommit = len(d.Shards) > 1 && d.BackendUser != "" })
 	set(p+".read_your_writes", func() { d.ReadYourWrites = defaultReadYourWrites })
 	set(p+".max_replica_lag", func() { d.MaxReplicaLag = defaultMaxReplicaLag })
 	for j := range d.Tables {
@@ -278,6 +279,9 @@ func checkRouting(r *reporter, p string, d *Database) {
 	case CrossShardAllow, CrossShardDeny, CrossShardLog:
 	default:
 		r.add(p+".cross_shard", "unknown cross_shard %q; use allow, deny or log", d.CrossShard)
+	}
+	if d.TwoPhaseCommit && d.BackendUser == "" && len(d.Shards) > 1 {
+		r.add(p+".two_phase_commit", "needs backend_user, which recovery logs in to the shards as; set backend_user, or two_phase_commit: false")
 	}
 	if d.ReadYourWrites.Mode == "" {
 		r.add(p+".read_your_writes", "required: lsn, off or a positive duration such as 5s (leave it out for lsn)")

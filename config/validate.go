@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -37,6 +38,10 @@ func validate(c *Config, r *reporter) {
 	checkDuration(r, "server_idle_timeout", c.ServerIdleTimeout, true)
 	checkDuration(r, "server_lifetime", c.ServerLifetime, true)
 	checkDuration(r, "query_wait_timeout", c.QueryWaitTimeout, true)
+	checkDuration(r, "two_phase_timeout", c.TwoPhaseTimeout, false)
+	if !instanceID.MatchString(c.InstanceID) {
+		r.add("instance_id", "%q: use 1 to 64 letters, digits, '_', '.' or '-' (it goes into the names of prepared transactions)", c.InstanceID)
+	}
 	if c.PreparedStatementCacheSize < 1 {
 		r.add("prepared_statement_cache_size", "must be at least 1")
 	}
@@ -94,6 +99,9 @@ func checkTLS(r *reporter, t TLS) {
 		}
 	}
 }
+
+// instanceID is what an instance_id may hold (proxy checks the same).
+var instanceID = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
 func checkDuration(r *reporter, path string, d Duration, zeroOK bool) {
 	switch {

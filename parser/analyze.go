@@ -31,7 +31,7 @@ const (
 	// StmtCopy is COPY, in either direction.
 	StmtCopy
 	// StmtDDL changes the schema: CREATE, ALTER, DROP, TRUNCATE, COMMENT,
-	// GRANT, REVOKE, REINDEX and the like.
+	// GRANT, REVOKE, REINDEX and the like, and VACUUM and ANALYZE.
 	StmtDDL
 	// StmtUtility changes or shows session state without touching data:
 	// SET, RESET, SHOW, DISCARD, LISTEN, PREPARE, DEALLOCATE, cursors, ...
@@ -125,6 +125,10 @@ type Analysis struct {
 	// Assigned lists the columns the SET list of an UPDATE, or of INSERT
 	// ... ON CONFLICT DO UPDATE, assigns, with the target table.
 	Assigned []ColumnRef
+	// NoTxBlock is set for statements PostgreSQL refuses inside a
+	// transaction block: VACUUM, CREATE/DROP/REINDEX ... CONCURRENTLY,
+	// CREATE/DROP DATABASE, ALTER SYSTEM and the like.
+	NoTxBlock bool
 
 	// sideEffects is set when ReadOnly is false for a reason other than
 	// UserFunctions.
@@ -406,6 +410,7 @@ func (a *analyzer) analyze(stmt *pg_query.Node) {
 		a.out.Kind = StmtDDL
 		readOnly = false
 		a.dropTables(n.DropStmt)
+		a.out.NoTxBlock = n.DropStmt.Concurrent
 	default:
 		if isDDL(stmt) {
 			a.out.Kind = StmtDDL
@@ -414,6 +419,31 @@ func (a *analyzer) analyze(stmt *pg_query.Node) {
 	}
 	a.out.sideEffects = !readOnly || a.dml || a.locking || a.into || a.effects
 	a.out.ReadOnly = !a.out.sideEffects && !a.unknownFunc
+	if !a.out.NoTxBlock {
+		a.out.NoTxBlock = noTxBlock(stmt)
+	}
+}
+
+// noTxBlock reports whether PostgreSQL refuses stmt inside a transaction
+// block.
+func noTxBlock(stmt *pg_query.Node) bool {
+	switch n := stmt.Node.(type) {
+	case *pg_query.Node_VacuumStmt, *pg_query.Node_CreatedbStmt, *pg_query.Node_DropdbStmt,
+		*pg_query.Node_AlterSystemStmt, *pg_query.Node_CreateTableSpaceStmt, *pg_query.Node_DropTableSpaceStmt,
+		*pg_query.Node_CreateSubscriptionStmt, *pg_query.Node_DropSubscriptionStmt:
+		return true
+	case *pg_query.Node_IndexStmt:
+		return n.IndexStmt.Concurrent
+	case *pg_query.Node_RefreshMatViewStmt:
+		return n.RefreshMatViewStmt.Concurrent
+	case *pg_query.Node_ReindexStmt:
+		for _, p := range n.ReindexStmt.Params {
+			if d := p.GetDefElem(); d != nil && d.Defname == "concurrently" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func isDDL(stmt *pg_query.Node) bool {
@@ -435,7 +465,8 @@ func isDDL(stmt *pg_query.Node) bool {
 		*pg_query.Node_CreateStatsStmt, *pg_query.Node_CreateCastStmt, *pg_query.Node_CreateOpClassStmt,
 		*pg_query.Node_CreatePublicationStmt, *pg_query.Node_AlterPublicationStmt,
 		*pg_query.Node_CreateSubscriptionStmt, *pg_query.Node_AlterSubscriptionStmt,
-		*pg_query.Node_DropSubscriptionStmt, *pg_query.Node_CreateEventTrigStmt, *pg_query.Node_SecLabelStmt:
+		*pg_query.Node_DropSubscriptionStmt, *pg_query.Node_CreateEventTrigStmt, *pg_query.Node_SecLabelStmt,
+		*pg_query.Node_VacuumStmt:
 		return true
 	}
 	return false

@@ -11,6 +11,7 @@ import (
 const (
 	codeProtocolViolation   = "08P01"
 	codeConnectionFailure   = "08006"
+	codeTxResolutionUnknown = "08007"
 	codeInvalidAuthSpec     = "28000"
 	codeInvalidPassword     = "28P01"
 	codeInvalidCatalog      = "3D000"

@@ -77,7 +77,7 @@ func (s *session) gatherSorted(parts []*scatterPart, d decision, extended bool) 
 				}
 			case 'C':
 			case 'Z':
-				p.done = true
+				p.end(m)
 			default:
 				g.fail(errShardUnexpected(m))
 			}
@@ -377,7 +377,7 @@ func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decis
 			}
 		case 'C':
 		case 'Z':
-			p.done = true
+			p.end(m)
 			pending--
 		default:
 			g.fail(errShardUnexpected(m))

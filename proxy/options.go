@@ -90,6 +90,11 @@ type Database struct {
 	// CrossShard is what happens to statements that need several shards;
 	// empty means allow.
 	CrossShard CrossShard
+	// TwoPhaseCommit commits transactions that span shards, and writes
+	// to several shards outside transactions, with two-phase commit, and
+	// recovers what a crash left prepared. It needs BackendUser and
+	// max_prepared_transactions > 0 on the shards.
+	TwoPhaseCommit bool
 }
 
 // TableRule says where a table's rows live; see config.TableRule, which it
@@ -182,6 +187,15 @@ type Options struct {
 	// PreparedStatementCacheSize is how many server-side prepared statements
 	// each backend connection keeps in transaction and statement mode.
 	PreparedStatementCacheSize int
+
+	// InstanceID names this pgshard in the gids of its prepared
+	// transactions; several instances in front of the same shards need
+	// different ones, and a restarted instance the same one it had, to
+	// recover its own at startup. Empty means DefaultInstanceID.
+	InstanceID string
+	// TwoPhaseTimeout is how old another instance's prepared transactions
+	// must be before recovery decides them (DefaultTwoPhaseTimeout).
+	TwoPhaseTimeout time.Duration
 
 	// Logger receives the proxy's logs; nil discards them.
 	Logger *slog.Logger

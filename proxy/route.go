@@ -527,6 +527,10 @@ type decision struct {
 	// hideDesc: the shards describe the portal for the merge only; the
 	// client did not ask for the RowDescription.
 	hideDesc bool
+	// ddl: a schema change run on every shard; noTxBlock: PostgreSQL
+	// refuses it in a transaction block (VACUUM, ... CONCURRENTLY), so it
+	// runs on each shard on its own, not atomically.
+	ddl, noTxBlock bool
 }
 
 // decide routes the analysed statements of one message. p holds the Bind
@@ -540,6 +544,12 @@ func (rt *routes) decide(r *routing.Router, as []parser.Analysis, p *bindParams,
 		a := &as[i]
 		if len(a.Tables) > 0 || !a.Hint.IsZero() {
 			d.anywhere = false
+		}
+		if a.Kind == parser.StmtDDL {
+			if err := rt.ddl(r, &d, a, h, i); err != nil {
+				return decision{}, err
+			}
+			continue
 		}
 		st, rows, err := rt.statement(r, a, p, h)
 		if err != nil {
@@ -611,6 +621,40 @@ func (rt *routes) decide(r *routing.Router, as []parser.Analysis, p *bindParams,
 }
 
 func (rt *routes) readOnlyFunc(name string) bool { return rt.readOnly[name] }
+
+// ddl routes a schema change (or VACUUM, ANALYZE): to every shard, so
+// that each holds the same objects, unless a shard hint pins it. Its
+// tag is one shard's, as for a write to every copy of a replicated
+// table. The catalog is read again when next needed, since the change may
+// create the tables rules name.
+func (rt *routes) ddl(r *routing.Router, d *decision, a *parser.Analysis, h hints, i int) error {
+	d.anywhere = false
+	shards := make([]int, len(rt.shards))
+	for j := range shards {
+		shards[j] = j
+	}
+	hint := h.shard
+	if a.Hint.Shard != "" {
+		hint = a.Hint.Shard
+	}
+	if hint != "" {
+		plan, err := r.Route(routing.Statement{HintShard: hint})
+		if err != nil {
+			return routeError(err)
+		}
+		shards = []int{slices.Index(rt.shards, plan.Shards[0])}
+	}
+	if i > 0 && !slices.Equal(shards, d.shards) {
+		d.reject = "the statements of this query string run on different shards; send them one at a time"
+		return nil
+	}
+	d.shards, d.write, d.copies, d.ddl = shards, true, true, true
+	d.noTxBlock = d.noTxBlock || a.NoTxBlock
+	rt.learnMu.Lock()
+	rt.learnedAt = time.Time{}
+	rt.learnMu.Unlock()
+	return nil
+}
 
 // notScatterable says why a statement must not run on several shards even
 // though its rows could be concatenated or merged: a part of it would be

@@ -77,6 +77,19 @@ type scatterPart struct {
 	skipZ int
 	done  bool
 	tag   string
+	// begin: the connection joins the client's transaction with this
+	// scatter (its BEGIN is sent first); status is the transaction
+	// status of its last ReadyForQuery.
+	begin  bool
+	status byte
+}
+
+// end records the ReadyForQuery m that ends p's reply.
+func (p *scatterPart) end(m scatterMsg) {
+	p.done = true
+	if len(m.body) > 0 {
+		p.status = m.body[0]
+	}
 }
 
 // scatter runs the Query in body on each shard of d and writes the
@@ -278,55 +291,26 @@ func cutBind(params []byte, keep []int) []byte {
 	return append(out, rest...) // the result format codes
 }
 
-// scatterRun runs a statement on each shard of d at once: msgs appends
-// what to send to the i-th shard. The shards' replies reach the client as
-// one result; extended says they are of the extended protocol.
 // endScatterTx commits (ok) or rolls back the transaction each shard of a
-// multi-shard write ran in, and waits for every shard to be done. A
-// COMMIT that fails on a shard is the client's error; the shards that
-// committed before it stay committed (two-phase commit is not done yet).
-func (s *session) endScatterTx(parts []*scatterPart, sink *scatterSink, ok bool) error {
-	end := "ROLLBACK"
-	if ok {
-		end = "COMMIT"
-	}
-	pending := 0
+// multi-shard write ran in, once every shard has answered: two-phase when
+// the database says so (see commitParts). An error is the client's.
+func (s *session) endScatterTx(parts []*scatterPart, ok bool) error {
+	var tps []*txPart
 	for _, p := range parts {
-		if p.c == nil {
-			continue
-		}
-		p.done = false
-		pending++
-		if _, err := p.c.bw.Write(appendQuery(nil, end)); err == nil {
-			err = p.c.bw.Flush()
+		if p.c != nil {
+			tps = append(tps, &txPart{c: p.c, status: p.status})
 		}
 	}
-	var first error
-	byConn := partsByConn(parts)
-	for pending > 0 {
-		m := <-sink.msgs
-		p := byConn[m.c]
-		if p == nil || p.done {
-			continue
-		}
-		switch {
-		case m.err != nil:
-			p.done, p.c = true, nil
-			pending--
-			if first == nil {
-				first = &pgError{Severity: "ERROR", Code: codeConnectionFailure, err: m.err,
-					Message: fmt.Sprintf("lost connection to server %s during %s of a multi-shard write", m.c.p.shard, end)}
-			}
-		case m.typ == 'E' && first == nil:
-			pe := parseServerError(m.body)
-			pe.Message = fmt.Sprintf("%s on shard %s: %s", end, m.c.p.shard, pe.Message)
-			first = pe
-		case m.typ == 'Z':
-			p.done = true
-			pending--
-		}
+	var err error
+	if ok {
+		err = s.commitParts(tps)
+	} else {
+		s.rollbackParts(tps)
 	}
-	return first
+	for i, tp := range tps {
+		parts[i].done = tp.status == 'I'
+	}
+	return err
 }
 
 // gatherKind is how the shards' rows of a scatter make the result.
@@ -366,19 +350,33 @@ func shardQuery(d decision, sql string) (string, error) {
 func textFormats(int) int16 { return 0 }
 
 func (s *session) scatterRun(d decision, extended bool, merge gatherKind, formats func(int) int16, msgs func(i int, b []byte) []byte) error {
+	// Inside a transaction the shards' backends are the transaction's:
+	// those it has already, parked, and new ones that join it here.
+	inTx := s.inTx()
 	if err := s.letGo(); err != nil {
 		return err
 	}
-	// A write to several shards runs in a transaction on each, committed
-	// only when every shard succeeded (else rolled back everywhere).
-	atomic := d.write && len(d.shards) > 1 && merge == gatherConcat
+	if s.vtx != nil {
+		s.txBegin = strings.Join(s.vtx, ";")
+		s.vtx = nil
+	}
+	s.scatterTx, s.scatterFailed = inTx, false
+	// Outside a transaction a write to several shards runs in a
+	// transaction on each, committed only when every shard succeeded
+	// (else rolled back everywhere).
+	atomic := d.write && len(d.shards) > 1 && merge == gatherConcat && !inTx && !d.noTxBlock
 	// Merging reads each shard's stream on its own: a sink a shard. Else
 	// the rows go out as they come, from one sink.
 	sink := newScatterSink()
 	parts := make([]*scatterPart, 0, len(d.shards))
 	release := func() {
+		lost := false
+		if inTx {
+			drainParts(parts)
+		}
 		for _, p := range parts {
 			if p.c == nil {
+				lost = true
 				continue
 			}
 			p.c.sink.Store(nil)
@@ -387,25 +385,50 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 			default:
 				close(p.sink.quit)
 			}
-			if p.done {
+			switch {
+			case inTx && p.c != nil:
+				s.mu.Lock()
+				if s.parked == nil {
+					s.parked = map[int]*txPart{}
+				}
+				s.parked[p.c.p.shardIdx] = &txPart{c: p.c, status: p.status}
+				s.noteShard(p.c.p.shardIdx)
+				s.mu.Unlock()
+			case inTx:
+				lost = true
+			case p.done:
 				s.giveBack(p.c) // its params were brought in line when sent
-			} else {
+			default:
 				p.c.p.Discard(p.c)
 				p.c.Close()
 			}
 		}
+		if inTx {
+			s.mu.Lock()
+			if lost {
+				s.failedTx = true
+			}
+			s.vtxStatus = s.partsStatusLocked()
+			if s.scatterFailed {
+				s.vtxStatus = 'E'
+			}
+			s.vtxFailed = s.vtxStatus == 'E'
+			s.mu.Unlock()
+		}
+		s.scatterTx = false
 	}
 	defer release()
 	home := s.pool
 	defer func() { s.pool = home }()
 	servers := make([]int, len(d.shards))
 	for i, sh := range d.shards {
-		c, server, err := s.acquireFor(sh, d.write)
+		c, server, begin, err := s.partConn(sh, d.write || inTx, inTx)
 		if err != nil {
+			s.scatterFailed = true
 			return err
 		}
 		servers[i] = server
-		p := &scatterPart{c: c, sink: sink}
+		p := &scatterPart{c: c, sink: sink, begin: begin, status: 'I'}
 		if merge == gatherSorted {
 			p.sink = newScatterSink()
 		}
@@ -418,8 +441,12 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 			c.params = maps.Clone(s.params)
 		}
 		c.unnamed = 0
-		if atomic {
+		switch {
+		case atomic:
 			b = appendQuery(b, "BEGIN")
+			p.skipZ++
+		case begin:
+			b = appendQuery(b, s.beginSQL())
 			p.skipZ++
 		}
 		b = msgs(i, b)
@@ -437,11 +464,11 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 	default:
 		var finish func(bool) error
 		if atomic {
-			finish = func(ok bool) error { return s.endScatterTx(parts, sink, ok) }
+			finish = func(ok bool) error { return s.endScatterTx(parts, ok) }
 		}
 		err = s.gather(parts, sink, d.copies, extended, finish)
 	}
-	if d.write {
+	if d.write && !inTx {
 		now := time.Now()
 		s.mu.Lock()
 		if s.lastCommit == nil {
@@ -453,6 +480,46 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 		s.mu.Unlock()
 	}
 	return err
+}
+
+// partConn takes the connection a scatter runs on for shard: inside a
+// transaction the transaction's own there (begin false) or a new one of
+// the primary that joins it (begin true); else as acquireFor.
+func (s *session) partConn(shard int, write, inTx bool) (c *serverConn, server int, begin bool, err error) {
+	if inTx {
+		if tp := s.parked[shard]; tp != nil {
+			s.mu.Lock()
+			delete(s.parked, shard)
+			s.mu.Unlock()
+			return tp.c, tp.c.p.server, false, nil
+		}
+	}
+	c, server, err = s.acquireFor(shard, write)
+	return c, server, inTx, err
+}
+
+// drainParts reads the rest of the parts' replies, up to their
+// ReadyForQuery, so that their connections can stay in the client's
+// transaction.
+func drainParts(parts []*scatterPart) {
+	byConn := partsByConn(parts)
+	for _, p := range parts {
+		for !p.done {
+			m := <-p.sink.msgs
+			q := byConn[m.c]
+			if q == nil || q.done {
+				continue
+			}
+			switch {
+			case m.err != nil:
+				q.done, q.c = true, nil
+			case m.typ == 'Z' && q.skipZ > 0:
+				q.skipZ--
+			case m.typ == 'Z':
+				q.end(m)
+			}
+		}
+	}
 }
 
 // acquireFor takes a connection to the server of shard that a statement
@@ -532,7 +599,7 @@ func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies, extend
 		case 'C':
 			p.tag = string(bytes.TrimRight(m.body, "\x00"))
 		case 'Z':
-			p.done = true
+			p.end(m)
 			pending--
 		default:
 			g.fail(errShardUnexpected(m))
@@ -624,7 +691,18 @@ func (s *session) finishGather(g *gathered, tag string, extended bool) error {
 		g.out = appendCommandComplete(g.out, tag)
 	}
 	if !extended {
-		g.out = appendReadyForQuery(g.out, 'I')
+		status := byte('I')
+		if s.scatterTx {
+			// The client's transaction goes on; an error fails it.
+			status = 'T'
+			if g.firstE != nil {
+				status = 'E'
+			}
+		}
+		g.out = appendReadyForQuery(g.out, status)
+	}
+	if g.firstE != nil {
+		s.scatterFailed = true
 	}
 	s.writeClient(g.out)
 	s.flushClient()

@@ -41,6 +41,8 @@ type Server struct {
 	dbs   map[string]*database
 	// cache holds the analyses of statement texts, for routing.
 	cache *parser.Cache
+	// tpc is the state of two-phase commits.
+	tpc *twoPhase
 
 	ln      net.Listener
 	ready   chan struct{}
@@ -116,7 +118,18 @@ func NewServer(opts Options) (*Server, error) {
 		conns:    map[net.Conn]struct{}{},
 		cache:    parser.NewCache(parseCacheBytes),
 	}
+	if opts.InstanceID == "" {
+		opts.InstanceID = DefaultInstanceID()
+	}
+	if opts.TwoPhaseTimeout <= 0 {
+		opts.TwoPhaseTimeout = DefaultTwoPhaseTimeout
+	}
+	s.opts = opts
+	s.tpc = newTwoPhase(opts.InstanceID, opts.TwoPhaseTimeout)
 	var errs []error
+	if !instanceIDPattern.MatchString(opts.InstanceID) {
+		errs = append(errs, fmt.Errorf("instance id %q: use 1 to 64 letters, digits, '_', '.' or '-'", opts.InstanceID))
+	}
 	for _, u := range opts.Users {
 		v, err := auth.ParseVerifier(u.Name, u.Password)
 		if err != nil && u.Auth != AuthTrust {
@@ -139,6 +152,9 @@ func NewServer(opts Options) (*Server, error) {
 		}
 		if d.PoolSize <= 0 {
 			d.PoolSize = DefaultPoolSize
+		}
+		if d.TwoPhaseCommit && d.BackendUser == "" && len(d.Shards) > 1 {
+			errs = append(errs, fmt.Errorf("database %q: two-phase commit needs backend_user, which recovery logs in as; set it, or turn two_phase_commit off", d.Name))
 		}
 		db := &database{Database: d, pools: map[poolKey]*backendPool{}}
 		if routed(&d) {
@@ -183,13 +199,36 @@ func (s *Server) Run(ctx context.Context) error {
 
 // Serve is Run on a listener the caller made.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	// Prepared transactions a crash left behind are decided before any
+	// client is served.
 	s.ln = ln
+	if err := s.recoverTwoPhase(ctx, true); err != nil {
+		ln.Close()
+		close(s.ready)
+		return err
+	}
 	close(s.ready)
 	var monitors sync.WaitGroup
 	mctx, stopMonitors := context.WithCancel(ctx)
 	defer func() {
 		stopMonitors()
 		monitors.Wait()
+	}()
+	monitors.Add(1)
+	go func() {
+		defer monitors.Done()
+		t := time.NewTicker(recoveryInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-mctx.Done():
+				return
+			case <-t.C:
+				if err := s.recoverTwoPhase(mctx, false); err != nil && mctx.Err() == nil {
+					s.log.Warn("two-phase recovery", "error", err)
+				}
+			}
+		}
 	}()
 	for _, d := range s.dbs {
 		if d.monitored {

@@ -125,9 +125,21 @@ type session struct {
 	// ReadyForQuery outside a transaction.
 	writePending bool
 	// vtxStatus mirrors vtx for the reader: 'T' or 'E' (failed) while the
-	// client is in a
-	// transaction no backend knows of yet.
+	// client is in a transaction no backend knows of yet, or whose
+	// backends are all parked.
 	vtxStatus byte
+	// parked are the backends of the client's transaction, by shard,
+	// other than the session's backend, when the transaction spans shards
+	// (see xact.go); txOrder the shards in the order the transaction
+	// reached them; txBegin the BEGIN that opens it on a shard it joins.
+	// The session goroutine owns them; parkLocked and unparkLocked run
+	// under mu.
+	parked  map[int]*txPart
+	txOrder []int
+	txBegin string
+	// scatterTx: the scatter running is part of the client's transaction;
+	// scatterFailed: it failed, and with it the transaction.
+	scatterTx, scatterFailed bool
 }
 
 // clientStmt is a statement the client prepared under its own name.
@@ -342,6 +354,10 @@ func (s *session) attach() (*serverConn, error) {
 		s.mu.Unlock()
 		return c, nil
 	}
+	if c := s.unparkLocked(s.pool); c != nil {
+		s.mu.Unlock()
+		return c, nil
+	}
 	s.mu.Unlock()
 	c, err := s.acquire()
 	if err != nil {
@@ -352,11 +368,19 @@ func (s *session) attach() (*serverConn, error) {
 	c.owner.Store(s)
 	s.holding = true
 	s.txStatus = 'I'
-	failed := s.failedTx
-	s.failedTx = false
+	join := len(s.parked) > 0
+	failed := s.failedTx && !join
+	if !join {
+		s.failedTx = false
+	}
 	s.mu.Unlock()
 	if !maps.Equal(c.params, s.params) {
 		s.syncParams(c)
+	}
+	if join {
+		// The client's transaction spans shards and now reaches this one.
+		s.noteShard(c.p.shardIdx)
+		s.internalQuery(c, s.beginSQL(), false, nil)
 	}
 	if failed {
 		// The client's transaction died with its backend. Open a failed
@@ -580,8 +604,9 @@ func (s *session) query(body []byte) error {
 	var err error
 	if s.rt != nil {
 		for _, st := range stmts {
-			if st.Kind == parser.Commit || st.Kind == parser.Rollback {
+			if (st.Kind == parser.Commit || st.Kind == parser.Rollback) && !s.multiTx() {
 				s.localHint = hints{}
+				s.txBegin = ""
 			}
 		}
 		c, err = s.routeQuery(body, sql, stmts)
@@ -1021,6 +1046,7 @@ func (s *session) close() {
 	if c != nil {
 		s.returnBackend(c)
 	}
+	s.dropParked()
 }
 
 // returnBackend cleans a backend the client leaves behind: an open

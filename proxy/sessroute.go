@@ -45,7 +45,7 @@ func (s *session) attached() bool {
 // inTx reports whether the client is in a transaction block, bound to a
 // backend or not.
 func (s *session) inTx() bool {
-	if s.vtx != nil {
+	if s.vtx != nil || s.multiTx() {
 		return true
 	}
 	s.mu.Lock()
@@ -66,14 +66,29 @@ func (s *session) use(p *backendPool) (*serverConn, error) {
 
 // releaseHeld lets go of a backend the session holds that is not from
 // pool p (nil: any), waiting for its replies first.
-func (s *session) releaseHeld(p *backendPool) error {
+func (s *session) releaseHeld(p *backendPool) error { return s.detachHeld(p, false) }
+
+// detachHeld is releaseHeld. A backend inside a transaction is parked for
+// the transaction instead (see xact.go) where the session can hold it on
+// several shards; one whose transaction failed only when parkFailed,
+// else the statement is refused as PostgreSQL refuses it in a failed
+// transaction.
+func (s *session) detachHeld(p *backendPool, parkFailed bool) error {
 	s.mu.Lock()
 	c := s.backend
 	if c == nil || c.p == p {
 		s.mu.Unlock()
 		return nil
 	}
-	if s.inBlock || s.txStatus != 'I' || s.unsynced || s.copyIn || s.pinned || s.failedTx {
+	inTx := s.inBlock || s.txStatus != 'I'
+	park := inTx && s.canPark() && !s.unsynced && !s.copyIn && !s.pinned
+	if park && s.db.CrossShard == CrossShardDeny && !parkFailed {
+		s.mu.Unlock()
+		return &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+			Message: fmt.Sprintf("cross-shard transaction denied: the transaction runs on shard %s, this statement needs another, and database %q has cross_shard: deny", c.p.shard, s.db.Name),
+			Hint:    "Keep each transaction on one shard key, or set cross_shard to allow."}
+	}
+	if (inTx && !park) || s.unsynced || s.copyIn || s.pinned || s.failedTx {
 		why := "the open transaction runs"
 		if s.pinned {
 			why = "session state (temporary tables, LISTEN, advisory locks...) lives"
@@ -112,7 +127,16 @@ func (s *session) releaseHeld(p *backendPool) error {
 	}
 	s.mu.Lock()
 	var rel *serverConn
-	if s.backend == c && s.releasableLocked() {
+	switch {
+	case s.backend != c:
+	case park && (s.inBlock || s.txStatus != 'I'):
+		if s.txStatus == 'E' && !parkFailed {
+			s.mu.Unlock()
+			return errAbortedTx
+		}
+		s.parkLocked(c)
+		s.releasePending = false
+	case s.releasableLocked():
 		rel = s.detachLocked()
 		s.releasePending = false
 	}
@@ -142,6 +166,7 @@ func (s *session) attachBound(bind bool) (*serverConn, error) {
 	if s.vtx != nil && bind {
 		sql := strings.Join(s.vtx, ";")
 		s.vtx = nil
+		s.txBegin = sql
 		s.internalQuery(c, sql, false, nil)
 		s.mu.Lock()
 		s.inBlock, s.vtxStatus = true, 0
@@ -320,6 +345,12 @@ func (s *session) routeQuery(body []byte, sql string, stmts []parser.Statement) 
 		if ok, err := s.pgshardSetting(st); ok {
 			return nil, err
 		}
+		if done, tag, err := s.multiTxStatement(st); done {
+			if err != nil {
+				return nil, err
+			}
+			return nil, s.replyStatus(tag, s.vtxStatusNow())
+		}
 		if done, tag, err := s.virtualTx(st); done {
 			if err != nil {
 				return nil, err
@@ -331,6 +362,9 @@ func (s *session) routeQuery(body []byte, sql string, stmts []parser.Statement) 
 			if strings.HasPrefix(st.Name, "pgshard.") {
 				return nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
 					Message: "SET pgshard.* must be sent on its own, not with other statements"}
+			}
+			if s.multiTx() && txControl(st.Kind) {
+				return nil, s.refuse(s.crossShard("the transaction spans shards: send " + firstWords(st.Text) + " on its own, not with other statements"))
 			}
 		}
 	}
@@ -506,7 +540,10 @@ func (s *session) bindVirtual(st *clientStmt, portal []byte) (bool, error) {
 			return true, err
 		}
 	}
-	done, tag, err := s.virtualTx(st.class)
+	done, tag, err := s.multiTxStatement(st.class)
+	if !done {
+		done, tag, err = s.virtualTx(st.class)
+	}
 	if !done || err != nil {
 		return done, err
 	}
@@ -624,7 +661,7 @@ func (s *session) canScatter(d decision, extended bool) error {
 	case CrossShardLog:
 		s.log.Info("cross-shard statement", "shards", s.shardNames(d.shards), "write", d.write)
 	}
-	if s.inTx() {
+	if s.inTx() && !s.canPark() {
 		return s.refuseIn(s.crossShard(fmt.Sprintf("it needs shards %s inside a transaction", s.shardNames(d.shards))), extended)
 	}
 	if !d.concat && d.sorted == nil && d.grouped == nil {
@@ -733,6 +770,9 @@ var errHandled = errors.New("handled")
 // pickServer chooses the server of a shard for a statement: 0 (the
 // primary) or a replica.
 func (s *session) pickServer(shard int, write bool) int {
+	if tp := s.parked[shard]; tp != nil {
+		return tp.c.p.server // the transaction's backend there
+	}
 	if write || !s.db.ReadWriteSplit || len(s.db.Shards[shard].Replicas) == 0 {
 		return 0
 	}

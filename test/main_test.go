@@ -125,6 +125,7 @@ func serveProxy(t testing.TB, opts proxy.Options) *testProxy {
 			t.Error("proxy did not shut down within 10s")
 		}
 	})
+	srv.Addr() // returns once startup (two-phase recovery) is over
 	addr := ln.Addr().String()
 	host, port, _ := net.SplitHostPort(addr)
 	return &testProxy{srv: srv, addr: addr, host: host, port: port}

@@ -248,8 +248,8 @@ func TestRoutingLibPQ(t *testing.T) {
 	if _, err := tx.ExecContext(ctx, "INSERT INTO users (id, name) VALUES ($1, 'pq rolled back')", fresh[0][0]); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO users (id, name) VALUES ($1, 'pq other shard')", fresh[1][0]); sqlstate(err) != "0A000" {
-		t.Errorf("insert on another shard in the transaction: %v, want SQLSTATE 0A000", err)
+	if _, err := tx.ExecContext(ctx, "INSERT INTO users (id, name) VALUES ($1, 'pq other shard')", fresh[1][0]); err != nil {
+		t.Errorf("insert on another shard in the transaction: %v", err)
 	}
 	if err := tx.Rollback(); err != nil {
 		t.Fatal(err)

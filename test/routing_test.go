@@ -164,6 +164,8 @@ type routingOptions struct {
 	crossShard string
 	// logger, when set, receives pgshard's log.
 	logger *slog.Logger
+	// instanceID is instance_id; empty leaves it out.
+	instanceID string
 }
 
 // configYAML is the configuration file of a pgshard in front of rc.
@@ -178,10 +180,14 @@ func (rc *routingCluster) configYAML(o routingOptions) string {
 	if o.crossShard != "" {
 		lag += "\n    cross_shard: " + o.crossShard
 	}
+	top := ""
+	if o.instanceID != "" {
+		top = "instance_id: " + o.instanceID + "\n"
+	}
 	url := func(s *pgtest.Server) string {
 		return fmt.Sprintf("postgres://127.0.0.1:%d/app?sslmode=disable", s.Port())
 	}
-	return fmt.Sprintf(`listen: "127.0.0.1:0"
+	return top + fmt.Sprintf(`listen: "127.0.0.1:0"
 metrics_listen: ""
 pool_mode: transaction
 client_login_timeout: 5s

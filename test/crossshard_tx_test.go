@@ -1,0 +1,223 @@
+package test
+
+// Transactions that span shards (two-phase commit), DDL run on every
+// shard, and recovery of prepared transactions a crash left behind. Every
+// check looks at the shards directly.
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// noPrepared fails the test if any shard still holds a prepared
+// transaction.
+func (rc *routingCluster) noPrepared(t testing.TB) {
+	t.Helper()
+	for i, rows := range rc.onShards(t, "SELECT gid FROM pg_prepared_xacts") {
+		if len(rows) > 0 {
+			t.Errorf("shard %d: prepared transactions left: %q", i, rows)
+		}
+	}
+}
+
+func TestCrossShardTransaction(t *testing.T) {
+	rc := routingServers(t)
+	checkNoGoroutineLeak(t)
+	rc.truncate(t, "users", "misc")
+	p := startRoutingProxy(t, rc, routingOptions{noNotices: true})
+	c := connectRouted(t, p)
+	keys := rc.intKeys(t, usersRule, 1000, 2)
+	k0, k1, k2 := keys[0][0], keys[1][0], keys[2][0]
+
+	for _, mode := range []pgx.QueryExecMode{simple, pgx.QueryExecModeExec, pgx.QueryExecModeCacheStatement} {
+		t.Run(modeName(mode), func(t *testing.T) {
+			rc.truncate(t, "users")
+			// COMMIT: every shard has its rows, nothing stays prepared.
+			c.mustRun(t, simple, "BEGIN")
+			c.mustRun(t, mode, "INSERT INTO users (id, name) VALUES ($1, 'a')", k0)
+			c.mustRun(t, mode, "INSERT INTO users (id, name) VALUES ($1, 'b')", k1)
+			r := c.mustRun(t, mode, "SELECT id FROM users WHERE id = $1", k0)
+			r.wantRows(t, strconv.Itoa(k0))
+			// A statement on every shard inside the transaction sees the
+			// transaction's own rows and joins the third shard.
+			c.mustRun(t, mode, "INSERT INTO users (id, name) VALUES ($1, 'c')", k2)
+			r = c.mustRun(t, simple, "UPDATE users SET name = name || '!'")
+			r.wantTag(t, "UPDATE 3")
+			c.mustRun(t, simple, "COMMIT")
+			rc.checkShardRows(t, [][]string{{fmt.Sprintf("%d|a!", k0)}, {fmt.Sprintf("%d|b!", k1)}, {fmt.Sprintf("%d|c!", k2)}}, "SELECT id, name FROM users")
+			rc.noPrepared(t)
+
+			// ROLLBACK: no shard keeps anything.
+			c.mustRun(t, simple, "BEGIN")
+			c.mustRun(t, mode, "UPDATE users SET name = 'x' WHERE id = $1", k0)
+			c.mustRun(t, mode, "DELETE FROM users WHERE id = $1", k1)
+			c.mustRun(t, simple, "ROLLBACK")
+			rc.checkShardRows(t, [][]string{{fmt.Sprintf("%d|a!", k0)}, {fmt.Sprintf("%d|b!", k1)}, {fmt.Sprintf("%d|c!", k2)}}, "SELECT id, name FROM users")
+			rc.noPrepared(t)
+
+			// An error on one shard fails the whole transaction; COMMIT
+			// then rolls back everywhere.
+			c.mustRun(t, simple, "BEGIN")
+			c.mustRun(t, mode, "UPDATE users SET name = 'y' WHERE id = $1", k0)
+			c.mustFail(t, "23505", mode, "INSERT INTO users (id, name) VALUES ($1, 'dup')", k1)
+			c.mustFail(t, "25P02", mode, "SELECT id FROM users WHERE id = $1", k0)
+			r = c.mustRun(t, simple, "COMMIT")
+			r.wantTag(t, "ROLLBACK")
+			rc.checkShardRows(t, [][]string{{fmt.Sprintf("%d|a!", k0)}, {fmt.Sprintf("%d|b!", k1)}, {fmt.Sprintf("%d|c!", k2)}}, "SELECT id, name FROM users")
+			c.checkUsable(t)
+		})
+	}
+
+	// pgx's own transactions (BEGIN, statements, COMMIT through pgx.Tx).
+	rc.truncate(t, "users")
+	ctx := context.Background()
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range []int{k0, k1, k2} {
+		if _, err := tx.Exec(ctx, "INSERT INTO users (id, name) VALUES ($1, $2)", k, "tx"+strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rc.checkShardRows(t, [][]string{{fmt.Sprintf("%d|tx0", k0)}, {fmt.Sprintf("%d|tx1", k1)}, {fmt.Sprintf("%d|tx2", k2)}}, "SELECT id, name FROM users")
+	rc.noPrepared(t)
+
+	// Savepoints reach every shard of the transaction.
+	c.mustRun(t, simple, "BEGIN")
+	c.mustRun(t, simple, fmt.Sprintf("UPDATE users SET name = 'sp' WHERE id = %d", k0))
+	c.mustRun(t, simple, fmt.Sprintf("UPDATE users SET name = 'sp' WHERE id = %d", k1))
+	c.mustRun(t, simple, "SAVEPOINT a")
+	c.mustRun(t, simple, fmt.Sprintf("UPDATE users SET name = 'undone' WHERE id = %d", k0))
+	c.mustRun(t, simple, fmt.Sprintf("UPDATE users SET name = 'undone' WHERE id = %d", k2))
+	c.mustRun(t, simple, "ROLLBACK TO SAVEPOINT a")
+	c.mustRun(t, simple, "RELEASE a")
+	c.mustRun(t, simple, "COMMIT")
+	rc.checkShardRows(t, [][]string{{fmt.Sprintf("%d|sp", k0)}, {fmt.Sprintf("%d|sp", k1)}, {fmt.Sprintf("%d|tx2", k2)}}, "SELECT id, name FROM users")
+	rc.noPrepared(t)
+}
+
+// TestCrossShardPrepareFails: when one shard cannot prepare (a deferred
+// unique constraint fails there), COMMIT fails with that shard's error and
+// no shard keeps anything.
+func TestCrossShardPrepareFails(t *testing.T) {
+	rc := routingServers(t)
+	checkNoGoroutineLeak(t)
+	rc.truncate(t, "users", "misc")
+	p := startRoutingProxy(t, rc, routingOptions{noNotices: true})
+	c := connectRouted(t, p)
+	keys := rc.intKeys(t, usersRule, 2000, 1)
+	// misc lives on the default shard s0; users rows on s1 make s1 the
+	// coordinator, s0 a participant whose PREPARE fails.
+	for _, s := range rc.shards {
+		directExec(t, s, "ALTER TABLE misc DROP CONSTRAINT IF EXISTS misc_note_key; ALTER TABLE misc ADD CONSTRAINT misc_note_key UNIQUE (note) DEFERRABLE INITIALLY DEFERRED")
+	}
+	t.Cleanup(func() {
+		for _, s := range rc.shards {
+			directExec(t, s, "ALTER TABLE misc DROP CONSTRAINT IF EXISTS misc_note_key")
+		}
+	})
+	c.mustRun(t, simple, "BEGIN")
+	c.mustRun(t, simple, fmt.Sprintf("INSERT INTO users (id, name) VALUES (%d, 'kept?')", keys[1][0]))
+	c.mustRun(t, simple, "INSERT INTO misc (id, note) VALUES (1, 'same'), (2, 'same')")
+	pe, _ := c.mustFail(t, "23505", simple, "COMMIT")
+	if !strings.Contains(pe.Message, "s0") {
+		t.Errorf("error %q does not name the shard", pe.Message)
+	}
+	rc.checkShardRows(t, [][]string{nil, nil, nil}, "SELECT id FROM users")
+	rc.checkShardRows(t, [][]string{nil, nil, nil}, "SELECT id FROM misc")
+	rc.noPrepared(t)
+	c.checkUsable(t)
+}
+
+// TestCrossShardDDL: schema changes run on every shard, in autocommit and
+// inside a transaction (committed with the rest, or rolled back), and
+// VACUUM, which cannot run in a transaction block, runs on each.
+func TestCrossShardDDL(t *testing.T) {
+	rc := routingServers(t)
+	checkNoGoroutineLeak(t)
+	p := startRoutingProxy(t, rc, routingOptions{noNotices: true})
+	c := connectRouted(t, p)
+	exists := "SELECT count(*) FROM pg_class WHERE relname = 'ddl_t'"
+	every := func(n string) [][]string { return [][]string{{n}, {n}, {n}} }
+
+	c.mustRun(t, simple, "DROP TABLE IF EXISTS ddl_t")
+	c.mustRun(t, simple, "CREATE TABLE ddl_t (id int PRIMARY KEY, v text)")
+	rc.checkShardRows(t, every("1"), exists)
+	r := c.mustRun(t, simple, "CREATE INDEX ddl_t_v ON ddl_t (v)")
+	r.wantTag(t, "CREATE INDEX")
+	rc.checkShardRows(t, every("1"), "SELECT count(*) FROM pg_indexes WHERE indexname = 'ddl_t_v'")
+	c.mustRun(t, pgx.QueryExecModeExec, "ALTER TABLE ddl_t ADD COLUMN w int")
+	rc.checkShardRows(t, every("1"), "SELECT count(*) FROM information_schema.columns WHERE table_name = 'ddl_t' AND column_name = 'w'")
+	c.mustRun(t, simple, "COMMENT ON TABLE ddl_t IS 'everywhere'")
+	rc.checkShardRows(t, every("everywhere"), "SELECT obj_description('ddl_t'::regclass)")
+	c.mustRun(t, simple, "VACUUM ANALYZE ddl_t")
+	c.mustRun(t, simple, "CREATE INDEX CONCURRENTLY ddl_t_w ON ddl_t (w)")
+	rc.checkShardRows(t, every("1"), "SELECT count(*) FROM pg_indexes WHERE indexname = 'ddl_t_w'")
+
+	// A failing DDL changes no shard.
+	for _, s := range rc.shards[2:] {
+		directExec(t, s, "CREATE TABLE ddl_clash (x int)")
+	}
+	c.mustFail(t, "42P07", simple, "CREATE TABLE ddl_clash (x int)")
+	rc.checkShardRows(t, [][]string{{"0"}, {"0"}, {"1"}}, "SELECT count(*) FROM pg_class WHERE relname = 'ddl_clash'")
+	directExec(t, rc.shards[2], "DROP TABLE ddl_clash")
+
+	// In a transaction, with rows: committed together...
+	c.mustRun(t, simple, "BEGIN")
+	c.mustRun(t, simple, "CREATE TABLE ddl_tx (id int)")
+	c.mustRun(t, simple, "INSERT INTO ddl_tx VALUES (1)")
+	c.mustRun(t, simple, "COMMIT")
+	rc.checkShardRows(t, every("1"), "SELECT count(*) FROM pg_class WHERE relname = 'ddl_tx'")
+	rc.checkShardRows(t, [][]string{{"1"}, nil, nil}, "SELECT id FROM ddl_tx")
+	// ...or rolled back together.
+	c.mustRun(t, simple, "BEGIN")
+	c.mustRun(t, simple, "DROP TABLE ddl_tx")
+	c.mustRun(t, simple, "DROP TABLE ddl_t")
+	c.mustRun(t, simple, "ROLLBACK")
+	rc.checkShardRows(t, every("1"), exists)
+	c.mustRun(t, simple, "DROP TABLE ddl_tx, ddl_t")
+	rc.checkShardRows(t, every("0"), exists)
+	rc.noPrepared(t)
+}
+
+// TestTwoPhaseRecovery: prepared transactions left by a crashed pgshard
+// (made here by hand, as it would have left them) are decided when a
+// pgshard with the same instance id starts: committed where the
+// coordinator committed the decision, rolled back where it did not.
+func TestTwoPhaseRecovery(t *testing.T) {
+	rc := routingServers(t)
+	checkNoGoroutineLeak(t)
+	rc.truncate(t, "users")
+	// The decision table exists once a pgshard has started.
+	startRoutingProxy(t, rc, routingOptions{noNotices: true, instanceID: "crashed"})
+	keys := rc.intKeys(t, usersRule, 3000, 2)
+	prepare := func(shard, id int, gid string) {
+		directExec(t, rc.shards[shard], fmt.Sprintf("SET ROLE app; BEGIN; INSERT INTO users (id, name) VALUES (%d, 'r'); PREPARE TRANSACTION '%s'", id, gid))
+	}
+	// xid A: coordinator (part 0, shard 0) committed its decision; part 1
+	// on shard 1 and part 2 on shard 2 are left prepared.
+	directExec(t, rc.shards[0], fmt.Sprintf("INSERT INTO users (id, name) VALUES (%d, 'r'); INSERT INTO pgshard.commit_decisions (xid) VALUES ('crashed:A')", keys[0][0]))
+	prepare(1, keys[1][0], "pgshard:crashed:A:1")
+	prepare(2, keys[2][0], "pgshard:crashed:A:2")
+	// xid B: everything prepared, the coordinator too: not decided.
+	prepare(0, keys[0][1], "pgshard:crashed:B:0")
+	prepare(1, keys[1][1], "pgshard:crashed:B:1")
+	// xid C: the coordinator never prepared (no decision): roll back.
+	prepare(2, keys[2][1], "pgshard:crashed:C:1")
+	// Another instance's, recent: left alone.
+	prepare(1, 3999999, "pgshard:other:D:1")
+	t.Cleanup(func() { directExec(t, rc.shards[1], "ROLLBACK PREPARED 'pgshard:other:D:1'") })
+
+	startRoutingProxy(t, rc, routingOptions{noNotices: true, instanceID: "crashed"})
+	rc.checkShardRows(t, [][]string{{strconv.Itoa(keys[0][0])}, {strconv.Itoa(keys[1][0])}, {strconv.Itoa(keys[2][0])}}, "SELECT id FROM users WHERE id < 3999999")
+	rc.checkShardRows(t, [][]string{nil, {"pgshard:other:D:1"}, nil}, "SELECT gid FROM pg_prepared_xacts")
+}
