@@ -2,6 +2,8 @@
 // psql, pgbench) talk to a pgshard server running in the test process, in
 // front of real PostgreSQL servers started by package pgtest. Tests check
 // what the client sees and, directly on the backend, what happened there.
+// The TPC-B consistency test (consistency_test.go) runs the pgshard binary
+// instead, as a subprocess, so that it can kill it.
 package test
 
 import (
