@@ -329,8 +329,8 @@ func copyOptions(list []*pg_query.Node) (CopyOptions, error) {
 		o.ForceNotNullAll || o.ForceNullAll || o.ForceQuoteAll) {
 		return o, errors.New("COPY FORCE_QUOTE, FORCE_NOT_NULL and FORCE_NULL are available only in CSV mode")
 	}
-	if o.HasDefault && strings.Contains(o.Null, o.Default) || o.HasDefault && strings.Contains(o.Default, o.Null) {
-		return o, errors.New("COPY NULL and DEFAULT must not contain each other")
+	if o.HasDefault && o.Null == o.Default {
+		return o, errors.New("COPY NULL and DEFAULT cannot be the same")
 	}
 	return o, nil
 }
