@@ -291,3 +291,76 @@ func BenchmarkCopySplitter(b *testing.B) {
 		})
 	}
 }
+
+// fuzzCopyModes are the statements FuzzCopySplitter splits data by.
+var fuzzCopyModes = []string{
+	"copy t from stdin",
+	"copy t from stdin with (format csv)",
+	`copy t from stdin with (format csv, escape '\', header)`,
+	"copy t from stdin with (format binary)",
+	"copy t from stdin with (header, null '', delimiter ',')",
+}
+
+// FuzzCopySplitter checks that the splitter does not panic, that what it
+// passes on is, byte for byte, the start of its input (all of it when the
+// data is accepted and has no end marker), that how the data is cut into
+// messages changes nothing, and that it never buffers more than its limit.
+// Seed corpus: testdata/fuzz/FuzzCopySplitter.
+func FuzzCopySplitter(f *testing.F) {
+	for _, tc := range copySplitCases {
+		for m, sql := range fuzzCopyModes {
+			if sql == tc.sql || m == 0 {
+				f.Add([]byte(tc.data), uint8(m), uint8(tc.key), uint8(3))
+			}
+		}
+	}
+	const maxRow = 64
+	f.Fuzz(func(t *testing.T, data []byte, mode, key, chunk uint8) {
+		sql := fuzzCopyModes[int(mode)%len(fuzzCopyModes)]
+		stmt, err := ParseCopy(sql)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run := func(chunk int) (*recordSink, error, bool) {
+			var sink recordSink
+			s, err := NewCopySplitter(CopySplitterConfig{Options: stmt.Options, KeyColumn: int(key % 4), MaxRowLen: maxRow}, &sink)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := data
+			for len(b) > 0 {
+				n := min(len(b), chunk)
+				if chunk == 0 {
+					n = len(b)
+				}
+				err := s.Write(b[:n])
+				if cap(s.carry) > 2*maxRow+16 {
+					t.Fatalf("buffer grew to %d bytes, limit %d", cap(s.carry), maxRow)
+				}
+				if err != nil {
+					return &sink, err, s.Ended()
+				}
+				b = b[n:]
+			}
+			return &sink, s.Close(), s.Ended()
+		}
+		whole, errWhole, ended := run(0)
+		got := whole.all.Bytes()
+		if !bytes.HasPrefix(data, got) {
+			t.Fatalf("passed on %q, not a prefix of the input %q", got, data)
+		}
+		if errWhole == nil && !ended && !bytes.Equal(got, data) {
+			t.Fatalf("passed on %q, input %q", got, data)
+		}
+		if errWhole != nil {
+			var ce *CopyError
+			if !errors.As(errWhole, &ce) {
+				t.Fatalf("error %v is not a CopyError", errWhole)
+			}
+		}
+		cut, errCut, _ := run(int(chunk%16) + 1)
+		if strings.Join(cut.events, "\n") != strings.Join(whole.events, "\n") || (errCut == nil) != (errWhole == nil) {
+			t.Fatalf("in pieces of %d: %q, %v\nwhole: %q, %v", chunk%16+1, cut.events, errCut, whole.events, errWhole)
+		}
+	})
+}
