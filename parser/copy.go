@@ -80,8 +80,9 @@ type CopySplitterConfig struct {
 }
 
 // CopySplitter cuts the data of a COPY FROM STDIN into rows and finds the
-// shard key of each, the way PostgreSQL 15 to 17 read it, so that each row
-// can be forwarded unchanged to its shard. It buffers only a row that
+// shard key of each, the way PostgreSQL 15 reads it (TestCopySplitterOracle
+// checks that against a real server; PostgreSQL 18 is stricter about \.),
+// so that each row can be forwarded unchanged to its shard. It buffers only a row that
 // spans CopyData messages, and decodes a key into its own buffer only when
 // the key holds escapes or quotes; otherwise it allocates nothing.
 //
