@@ -129,6 +129,11 @@ type Analysis struct {
 	// transaction block: VACUUM, CREATE/DROP/REINDEX ... CONCURRENTLY,
 	// CREATE/DROP DATABASE, ALTER SYSTEM and the like.
 	NoTxBlock bool
+	// Copy describes a COPY statement (nil for other kinds): its table,
+	// columns, direction and format options. CopyErr, when not nil, says
+	// why its options could not be understood, and Copy is then nil.
+	Copy    *CopyStmt
+	CopyErr error
 
 	// sideEffects is set when ReadOnly is false for a reason other than
 	// UserFunctions.
@@ -390,6 +395,11 @@ func (a *analyzer) analyze(stmt *pg_query.Node) {
 		a.out.Kind = StmtCopy
 		if n.CopyStmt.IsFrom {
 			readOnly = false
+		}
+		if c, err := describeCopy(n.CopyStmt); err != nil {
+			a.out.CopyErr = err
+		} else {
+			a.out.Copy = &c
 		}
 	case *pg_query.Node_TransactionStmt:
 		a.out.Kind = StmtTxControl
