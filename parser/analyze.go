@@ -401,6 +401,15 @@ func (a *analyzer) analyze(stmt *pg_query.Node) {
 		} else {
 			a.out.Copy = &c
 		}
+		// COPY ... TO: the rows of several shards, one after the other,
+		// are the result when those of its query would be.
+		if !n.CopyStmt.IsFrom {
+			a.out.Concat = true
+			if q := n.CopyStmt.Query; q != nil {
+				sel := q.GetSelectStmt()
+				a.out.Concat = sel != nil && concatenable(sel)
+			}
+		}
 	case *pg_query.Node_TransactionStmt:
 		a.out.Kind = StmtTxControl
 	case *pg_query.Node_VariableSetStmt, *pg_query.Node_VariableShowStmt, *pg_query.Node_DiscardStmt,

@@ -285,6 +285,13 @@ func (rt *routes) needsCatalog(r *routing.Router, a *parser.Analysis) bool {
 			}
 		}
 	}
+	if c := a.Copy; c != nil && c.Direction == parser.CopyFromStdin && len(c.Columns) == 0 {
+		if ru := r.Rule(routing.TableRef{Schema: c.Table.Schema, Name: c.Table.Name}); ru != nil && !ru.Replicated {
+			if _, ok := rt.keyPosition(c.Table, ru.Key); !ok {
+				return true
+			}
+		}
+	}
 	for _, ins := range a.Inserts {
 		if ru := r.Rule(routing.TableRef{Schema: ins.Table.Schema, Name: ins.Table.Name}); ru != nil && !ru.Replicated && len(ins.Columns) == 0 {
 			if _, ok := rt.keyPosition(ins.Table, ru.Key); !ok {
@@ -527,6 +534,11 @@ type decision struct {
 	// hideDesc: the shards describe the portal for the merge only; the
 	// client did not ask for the RowDescription.
 	hideDesc bool
+	// copyIn: a COPY FROM STDIN whose rows the session splits over the
+	// rule's shards (every row to every copy of a replicated table).
+	copyIn *copyPlan
+	// copyTo is a COPY ... TO STDOUT, whose shards' data is gathered.
+	copyTo *parser.CopyStmt
 	// ddl: a schema change run on every shard; noTxBlock: PostgreSQL
 	// refuses it in a transaction block (VACUUM, ... CONCURRENTLY), so it
 	// runs on each shard on its own, not atomically.
@@ -550,6 +562,18 @@ func (rt *routes) decide(r *routing.Router, as []parser.Analysis, p *bindParams,
 				return decision{}, err
 			}
 			continue
+		}
+		if cp := rt.copyIn(r, a, h); cp != nil {
+			if len(as) > 1 {
+				d.reject = "COPY FROM STDIN into a table on several shards must be sent on its own"
+				return d, nil
+			}
+			d.anywhere, d.write, d.copyIn = false, true, cp
+			d.shards = slices.Sorted(slices.Values(cp.rule.Shards))
+			continue
+		}
+		if a.Copy != nil && a.Copy.Direction == parser.CopyToStdout && len(as) == 1 {
+			d.copyTo = a.Copy
 		}
 		st, rows, err := rt.statement(r, a, p, h)
 		if err != nil {
@@ -621,6 +645,22 @@ func (rt *routes) decide(r *routing.Router, as []parser.Analysis, p *bindParams,
 }
 
 func (rt *routes) readOnlyFunc(name string) bool { return rt.readOnly[name] }
+
+// copyIn returns how to split a COPY FROM STDIN over the shards of its
+// table's rule, or nil when the statement is no such COPY, or one shard
+// takes it whole (a table no rule names, a hint, a rule of one shard).
+func (rt *routes) copyIn(r *routing.Router, a *parser.Analysis, h hints) *copyPlan {
+	if a.Kind != parser.StmtCopy || a.Copy == nil || a.Copy.Direction != parser.CopyFromStdin ||
+		h.shard != "" || h.key != "" || !a.Hint.IsZero() {
+		return nil
+	}
+	t := a.Copy.Table
+	ru := r.Rule(routing.TableRef{Schema: t.Schema, Name: t.Name})
+	if ru == nil || len(ru.Shards) < 2 {
+		return nil
+	}
+	return &copyPlan{stmt: a.Copy, rule: ru}
+}
 
 // ddl routes a schema change (or VACUUM, ANALYZE): to every shard, so
 // that each holds the same objects, unless a shard hint pins it. Its

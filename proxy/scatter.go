@@ -466,7 +466,12 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 		if atomic {
 			finish = func(ok bool) error { return s.endScatterTx(parts, ok) }
 		}
-		err = s.gather(parts, sink, d.copies, extended, finish)
+		var co *copyOut
+		if d.copyTo != nil {
+			co = &copyOut{header: d.copyTo.Options.Header != parser.CopyHeaderNone, binary: d.copyTo.Options.Format == parser.CopyBinary,
+				seen: map[*scatterPart]bool{}}
+		}
+		err = s.gather(parts, sink, d.copies, co, extended, finish)
 	}
 	if d.write && !inTx {
 		now := time.Now()
@@ -551,7 +556,7 @@ func (s *session) acquireFor(shard int, write bool) (*serverConn, int, error) {
 // finish, when set, ends the shards' transaction once every shard has
 // answered: it is told whether all succeeded, and an error it returns is
 // the client's.
-func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies, extended bool, finish func(ok bool) error) error {
+func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies bool, co *copyOut, extended bool, finish func(ok bool) error) error {
 	var (
 		g       = newGathered()
 		desc    []byte // the RowDescription sent, if any
@@ -601,9 +606,30 @@ func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies, extend
 		case 'Z':
 			p.end(m)
 			pending--
+		case 'H': // COPY ... TO STDOUT: one CopyOutResponse for all
+			if co != nil && !g.sent['H'] && g.firstE == nil {
+				g.sent['H'] = true
+				g.out = appendMsg(g.out, 'H', m.body)
+			}
+		case 'd':
+			if co != nil && g.firstE == nil {
+				if b := co.data(p, m.body); b != nil {
+					g.out = appendMsg(g.out, 'd', b)
+				}
+				if len(g.out) > 64<<10 {
+					g.out = s.writeClient(g.out)
+				}
+			}
+		case 'c': // one CopyDone, at the end
 		default:
 			g.fail(errShardUnexpected(m))
 		}
+	}
+	if co != nil && g.sent['H'] && g.firstE == nil {
+		if co.binary && co.sent {
+			g.out = appendMsg(g.out, 'd', []byte{0xFF, 0xFF})
+		}
+		g.out = append(g.out, msgCopyDone...)
 	}
 	if finish != nil {
 		if err := finish(g.firstE == nil); err != nil {

@@ -137,6 +137,8 @@ type session struct {
 	parked  map[int]*txPart
 	txOrder []int
 	txBegin string
+	// copyin is a COPY FROM STDIN split over shards, in progress.
+	copyin *copyIn
 	// scatterTx: the scatter running is part of the client's transaction;
 	// scatterFailed: it failed, and with it the transaction.
 	scatterTx, scatterFailed bool
@@ -224,6 +226,17 @@ func (s *session) dispatch(typ byte, body []byte) error {
 		s.skipToSync = true
 	}
 	s.forgetUnparsed()
+	if s.copyin != nil {
+		switch typ {
+		case 'c', 'f':
+		case 'S', 'H':
+			return nil // ignored during COPY FROM STDIN, as PostgreSQL does
+		default:
+			s.copyin.abort(&pgError{Severity: "ERROR", Code: codeProtocolViolation,
+				Message: fmt.Sprintf("unexpected message type %q during COPY from stdin", typ)})
+			return s.copyin.finish()
+		}
+	}
 	if s.xscatter != nil {
 		done, err := s.holdScatter(typ, body)
 		if done {
@@ -1002,6 +1015,9 @@ func (s *session) flush(body []byte) error {
 
 // copyData streams a CopyData message to the backend without holding it.
 func (s *session) copyData(n int) error {
+	if s.copyin != nil {
+		return s.copyInData(n)
+	}
 	s.mu.Lock()
 	c := s.backend
 	if c != nil {
@@ -1024,6 +1040,9 @@ func (s *session) copyData(n int) error {
 // where it went, so the reader knows which Syncs the server ignored while
 // in COPY FROM STDIN: those sent before it.
 func (s *session) copyEnd(typ byte, body []byte) error {
+	if s.copyin != nil {
+		return s.copyInEnd(typ, body)
+	}
 	s.mu.Lock()
 	c := s.backend
 	if c != nil {

@@ -597,6 +597,15 @@ func (s *session) replyStatus(tag string, status byte) error {
 // sendTo picks the server for a decision and attaches it; several shards
 // run the Query there and then (scatter).
 func (s *session) sendTo(d decision, body []byte, extended bool) (*serverConn, error) {
+	if d.copyIn != nil {
+		if err := s.crossShardAllowed(d, extended); err != nil {
+			return nil, err
+		}
+		if extended {
+			return nil, s.refuseIn(s.crossShard("COPY FROM STDIN into a table on several shards needs the simple query protocol"), true)
+		}
+		return nil, s.copyInStart(d, body)
+	}
 	if len(d.shards) > 1 {
 		if err := s.canScatter(d, extended); err != nil {
 			return nil, err
@@ -653,13 +662,11 @@ func (s *session) sendTo(d decision, body []byte, extended bool) (*serverConn, e
 // canScatter refuses a multi-shard statement pgshard cannot run on its
 // shards at once.
 func (s *session) canScatter(d decision, extended bool) error {
-	switch s.db.CrossShard {
-	case CrossShardDeny:
-		return s.refuseIn(&pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
-			Message: fmt.Sprintf("cross-shard statement denied: it needs shards %s, and database %q has cross_shard: deny", s.shardNames(d.shards), s.db.Name),
-			Hint:    "Pin the statement to one shard with its shard key or a pgshard hint, or set cross_shard to allow."}, extended)
-	case CrossShardLog:
-		s.log.Info("cross-shard statement", "shards", s.shardNames(d.shards), "write", d.write)
+	if d.copyIn != nil {
+		return s.refuseIn(s.crossShard("COPY FROM STDIN into a table on several shards needs the simple query protocol"), extended)
+	}
+	if err := s.crossShardAllowed(d, extended); err != nil {
+		return err
 	}
 	if s.inTx() && !s.canPark() {
 		return s.refuseIn(s.crossShard(fmt.Sprintf("it needs shards %s inside a transaction", s.shardNames(d.shards))), extended)
@@ -670,6 +677,20 @@ func (s *session) canScatter(d decision, extended bool) error {
 			why = d.notMergeable
 		}
 		return s.crossShard(fmt.Sprintf("it needs shards %s and pgshard cannot merge their rows yet (%s); pin one shard key", s.shardNames(d.shards), why))
+	}
+	return nil
+}
+
+// crossShardAllowed applies the database's cross_shard setting to a
+// statement that needs several shards.
+func (s *session) crossShardAllowed(d decision, extended bool) error {
+	switch s.db.CrossShard {
+	case CrossShardDeny:
+		return s.refuseIn(&pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+			Message: fmt.Sprintf("cross-shard statement denied: it needs shards %s, and database %q has cross_shard: deny", s.shardNames(d.shards), s.db.Name),
+			Hint:    "Pin the statement to one shard with its shard key or a pgshard hint, or set cross_shard to allow."}, extended)
+	case CrossShardLog:
+		s.log.Info("cross-shard statement", "shards", s.shardNames(d.shards), "write", d.write)
 	}
 	return nil
 }
