@@ -614,8 +614,9 @@ func (rt *routes) decide(r *routing.Router, as []parser.Analysis, p *bindParams,
 func (rt *routes) readOnlyFunc(name string) bool { return rt.readOnly[name] }
 
 // groupedFor is how a's rows from several shards merge, or nil with why
-// not. A count(DISTINCT x) of the shard key of x's table adds up as a
-// count: each value lives on one shard. Parameters in HAVING or output
+// not. count(DISTINCT x) of the shard key of x's table adds up as a
+// count (each value lives on one shard) when every count(DISTINCT) of
+// the statement is of a shard key. Parameters in HAVING or output
 // expressions are the literals of a simple Query the cache normalized
 // (sql has them); Bind parameters there are not merged.
 func groupedFor(r *routing.Router, a *parser.Analysis, p *bindParams, sql string) (*parser.Grouped, string) {
@@ -633,13 +634,19 @@ func groupedFor(r *routing.Router, a *parser.Analysis, p *bindParams, sql string
 	if len(g.Distinct) == 0 {
 		return g, ""
 	}
+	// Only when every one is of a shard key: the shards group by the
+	// others' values, and a count of distinct keys per such group does
+	// not add up.
+	for _, dc := range g.Distinct {
+		t := routing.TableRef{Schema: dc.Column.Table.Schema, Name: dc.Column.Table.Name}
+		if ru := r.Rule(t); ru == nil || ru.Replicated || dc.Column.Column == "" || !strings.EqualFold(dc.Column.Column, ru.Key) {
+			return g, ""
+		}
+	}
 	c := *g
 	c.Cols = slices.Clone(g.Cols)
 	for _, dc := range g.Distinct {
-		t := routing.TableRef{Schema: dc.Column.Table.Schema, Name: dc.Column.Table.Name}
-		if ru := r.Rule(t); ru != nil && !ru.Replicated && dc.Column.Column != "" && strings.EqualFold(dc.Column.Column, ru.Key) {
-			c.Cols[dc.Col] = parser.AggCount
-		}
+		c.Cols[dc.Col] = parser.AggCount
 	}
 	return &c, ""
 }
