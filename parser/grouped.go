@@ -556,6 +556,11 @@ func GroupedShardQuery(sql string, g *Grouped) (string, error) {
 	if len(b.cols) != len(g.Cols) {
 		return "", fmt.Errorf("shard query: %d columns, the merge expects %d", len(b.cols), len(g.Cols))
 	}
+	for i, c := range b.cols {
+		if c.kind != g.Cols[i] && (c.kind != AggCountDistinct || g.Cols[i] != AggCount) {
+			return "", fmt.Errorf("shard query: column %d is %s, the merge expects %s", i+1, c.kind, g.Cols[i])
+		}
+	}
 	sel.SortClause, sel.LimitCount, sel.LimitOffset, sel.HavingClause = nil, nil, nil, nil
 	sel.LimitOption = pg_query.LimitOption_LIMIT_OPTION_DEFAULT
 	targets := make([]*pg_query.Node, 0, len(b.cols))
