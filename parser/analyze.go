@@ -369,6 +369,7 @@ func (a *analyzer) analyze(stmt *pg_query.Node) {
 			if sel := n.SelectStmt; a.out.Sorted == nil && sel.Op == pg_query.SetOperation_SETOP_NONE &&
 				(len(sel.GroupClause) > 0 || len(sel.DistinctClause) > 0 || sel.HavingClause != nil || !plainOutput(sel.TargetList)) {
 				a.out.Grouped, a.out.NotMergeable = grouped(sel)
+				a.distinctColumns(sel)
 			}
 		}
 	case *pg_query.Node_InsertStmt:
@@ -1179,6 +1180,26 @@ func notLocal(sel *pg_query.SelectStmt) string {
 		return "aggregates or window functions"
 	}
 	return ""
+}
+
+// distinctColumns names the table column each count(DISTINCT x) of the
+// Grouped counts, where x is one.
+func (a *analyzer) distinctColumns(sel *pg_query.SelectStmt) {
+	g := a.out.Grouped
+	if g == nil || len(g.Distinct) == 0 {
+		return
+	}
+	_, b, why := buildGrouped(sel)
+	if why != "" {
+		return
+	}
+	// A scope of its own: scope records joins, which selectPreds did.
+	sc := (&analyzer{cteNames: a.cteNames}).scope(sel.FromClause)
+	for i, d := range g.Distinct {
+		if c, ok := sc.resolve(b.cols[d.Col].arg.GetColumnRef()); ok && c.Table != (TableRef{}) {
+			g.Distinct[i].Column = c
+		}
+	}
 }
 
 // concatenable reports whether the rows of sel computed on several shards,

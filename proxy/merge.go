@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -284,137 +285,156 @@ func stripValues(body []byte, n int) []byte {
 const mergeMemoryLimit = 256 << 20
 
 // gatherGrouped reads every shard's groups, combines the rows of equal
-// keys by d.grouped, and relays the result to the client: sorted by the
+// keys by d.grouped, keeps the groups its HAVING holds for, computes the
+// output columns, and relays the result to the client: sorted by the
 // ORDER BY keys, after OFFSET, up to LIMIT. The shards send text; formats
 // are the result formats the client asked for.
 func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decision, extended bool, formats func(col int) int16) error {
 	spec := d.grouped
 	var (
 		desc    []byte
-		cols    []routing.Column
-		aggs    []routing.Agg
-		folds   []routing.Fold
+		m       *groupMerge
 		g       = newGathered()
 		pending = len(parts)
 		groups  = map[string]int{}
 		rows    [][][]byte
+		sets    [][]map[string]struct{} // per group, per count(DISTINCT) column
 		held    int
 	)
+	tooBig := func() {
+		g.fail(&pgError{Severity: "ERROR", Code: codeProgramLimit,
+			Message: fmt.Sprintf("the shards' groups need more than %d MB to merge", mergeMemoryLimit>>20),
+			Hint:    "Narrow the statement with a shard key or a WHERE clause, or group by fewer distinct values."})
+	}
 	byConn := partsByConn(parts)
 	var key []byte
 	for pending > 0 {
-		m := <-sink.msgs
-		p := byConn[m.c]
+		msg := <-sink.msgs
+		p := byConn[msg.c]
 		if p == nil || p.done {
 			continue
 		}
-		if m.err != nil {
+		if msg.err != nil {
 			p.done, p.c = true, nil
 			pending--
-			g.fail(errShardLost(m))
+			g.fail(errShardLost(msg))
 			continue
 		}
 		var skip bool
-		if skip, g.out = p.settingsReply(m, g.out); skip || g.relay(m) {
+		if skip, g.out = p.settingsReply(msg, g.out); skip || g.relay(msg) {
 			continue
 		}
-		switch m.typ {
+		switch msg.typ {
 		case 'T':
 			if desc == nil {
-				desc = m.body
+				desc = msg.body
 				var err error
-				if cols, aggs, folds, err = groupedColumns(desc, spec.Cols, spec.Hidden, formats); err != nil {
+				if m, err = s.newGroupMerge(desc, spec, formats); err != nil {
 					g.fail(toPgError(err))
 				}
-			} else if !sameColumns(desc, m.body) {
-				g.fail(errShardColumns(m))
+			} else if !sameColumns(desc, msg.body) {
+				g.fail(errShardColumns(msg))
 			}
 		case 'D':
-			if g.firstE != nil || cols == nil {
+			if g.firstE != nil || m == nil {
 				continue
 			}
-			row, err := routing.SplitDataRow(m.body, nil)
-			if err != nil || len(row) != len(cols) {
+			row, err := routing.SplitDataRow(msg.body, nil)
+			if err != nil || len(row) != len(m.cols) {
 				g.fail(&pgError{Severity: "ERROR", Code: codeProtocolViolation, Message: "malformed DataRow from a shard"})
 				continue
 			}
 			key = key[:0]
-			for i, a := range aggs {
+			for i, a := range m.aggs {
 				if a != routing.AggKey {
 					continue
 				}
 				if row[i] == nil {
 					key = append(key, 'N')
 				} else {
-					k := routing.GroupKey(cols[i].Type, row[i])
+					k := routing.GroupKey(m.cols[i].Type, row[i])
 					key = binary.BigEndian.AppendUint32(append(key, 'V'), uint32(len(k)))
 					key = append(key, k...)
 				}
 			}
 			at, seen := groups[string(key)]
 			if !seen {
-				groups[string(key)] = len(rows)
+				at = len(rows)
+				groups[string(key)] = at
 				rows = append(rows, row)
-				held += len(m.body) + len(key) + 64
-				if held > mergeMemoryLimit {
-					g.fail(&pgError{Severity: "ERROR", Code: codeProgramLimit,
-						Message: fmt.Sprintf("the shards' groups need more than %d MB to merge", mergeMemoryLimit>>20),
-						Hint:    "Narrow the statement with a shard key or a WHERE clause, or group by fewer distinct values."})
-				}
-				continue
-			}
-			for i, fold := range folds {
-				v, err := fold(rows[at][i], row[i])
-				if err != nil {
-					if errors.Is(err, routing.ErrOutOfRange) {
-						g.fail(&pgError{Severity: "ERROR", Code: "22003", Message: err.Error(), err: err})
-					} else {
-						g.fail(toPgError(err))
+				held += len(msg.body) + len(key) + 64
+			} else {
+				for i, fold := range m.folds {
+					v, err := fold(rows[at][i], row[i])
+					if err != nil {
+						g.fail(mergeError(err))
+						break
 					}
-					break
+					rows[at][i] = v
 				}
-				rows[at][i] = v
+			}
+			if len(m.distinct) > 0 {
+				if !seen {
+					sets = append(sets, make([]map[string]struct{}, len(m.distinct)))
+				}
+				for j, i := range m.distinct {
+					if row[i] == nil {
+						continue
+					}
+					if sets[at][j] == nil {
+						sets[at][j] = map[string]struct{}{}
+					}
+					k := routing.GroupKey(m.cols[i].Type, row[i])
+					if _, dup := sets[at][j][k]; !dup {
+						sets[at][j][k] = struct{}{}
+						held += len(k) + 48
+					}
+				}
+			}
+			if held > mergeMemoryLimit {
+				tooBig()
 			}
 		case 'C':
 		case 'Z':
-			p.end(m)
+			p.end(msg)
 			pending--
 		default:
-			g.fail(errShardUnexpected(m))
+			g.fail(errShardUnexpected(msg))
 		}
 	}
-	if g.firstE == nil && cols != nil && spec.Hidden > 0 {
-		// avg: each avg column holds the sum; its count is among the
-		// hidden columns at the end, in the order of the avg columns.
-		n := len(cols) - spec.Hidden
-		var avgs []int
-		for i, a := range aggs[:n] {
-			if a == routing.AggAvg {
-				avgs = append(avgs, i)
-			}
-		}
-		for _, row := range rows {
-			for j, i := range avgs {
-				v, err := routing.Avg(cols[i].Type, row[i], row[n+j])
-				if err != nil {
-					g.fail(toPgError(err))
-					break
+	if g.firstE == nil && m != nil {
+		if spec.OneRow && len(rows) == 0 {
+			// Aggregates without GROUP BY over no rows: one row, counts 0.
+			row := make([][]byte, len(m.cols))
+			for i, a := range m.aggs {
+				if a == routing.AggCount {
+					row[i] = []byte("0")
 				}
-				row[i] = v
+			}
+			rows = append(rows, row)
+			sets = append(sets, make([]map[string]struct{}, len(m.distinct)))
+		}
+		out := rows[:0]
+		for at, row := range rows {
+			for j, i := range m.distinct {
+				row[i] = strconv.AppendInt(nil, int64(len(sets[at][j])), 10)
+			}
+			if len(sets) > at {
+				sets[at] = nil // counted: the values may go
+			}
+			res, err := m.output(row)
+			if err != nil {
+				g.fail(mergeError(err))
+				break
+			}
+			if res != nil {
+				out = append(out, res)
 			}
 		}
-		for i := range rows {
-			rows[i] = rows[i][:n]
-		}
-		for _, i := range avgs {
-			cols[i].Type = routing.AvgType(cols[i].Type)
-			desc = setColumnType(bytes.Clone(desc), i, cols[i].Type)
-		}
-		cols = cols[:n]
-		desc = stripColumns(bytes.Clone(desc), spec.Hidden)
+		rows = out
 	}
-	if g.firstE == nil && len(spec.Keys) > 0 && cols != nil {
-		order, err := s.rowOrder(textColumns(cols), spec.Keys)
+	if g.firstE == nil && len(spec.Keys) > 0 && m != nil {
+		order, err := s.rowOrder(textColumns(m.outCols), spec.Keys)
 		if err != nil {
 			g.fail(toPgError(err))
 		} else {
@@ -428,15 +448,15 @@ func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decis
 		if d.limit >= 0 && int64(len(rows)) > d.limit {
 			rows = rows[:d.limit]
 		}
-		if desc != nil && !d.hideDesc {
-			g.out = appendMsg(g.out, 'T', withFormats(bytes.Clone(desc), formats))
+		if m != nil && !d.hideDesc {
+			g.out = appendMsg(g.out, 'T', withFormats(m.desc, formats))
 		}
 		var vals [][]byte
 		for _, row := range rows {
 			vals = vals[:0]
 			for i, v := range row {
 				if v != nil && formats(i) == 1 {
-					b, err := routing.EncodeBinary(cols[i].Type, v)
+					b, err := routing.EncodeBinary(m.outCols[i].Type, v)
 					if err != nil {
 						g.fail(toPgError(err))
 						break
@@ -457,40 +477,150 @@ func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decis
 	return s.finishGather(g, fmt.Sprintf("SELECT %d", len(rows)), extended)
 }
 
-// groupedColumns reads the shards' columns and checks that pgshard can
-// combine and send each as aggs and the client's formats say, and how to
-// fold each column's values.
-func groupedColumns(desc []byte, kinds []parser.AggKind, hidden int, formats func(int) int16) ([]routing.Column, []routing.Agg, []routing.Fold, error) {
+// groupMerge is how a grouped merge combines the shards' columns and
+// computes its output from them.
+type groupMerge struct {
+	cols     []routing.Column // the shards' columns
+	aggs     []routing.Agg
+	folds    []routing.Fold
+	distinct []int // the count(DISTINCT) columns
+	having   *routing.Compiled
+	out      []*routing.Compiled
+	outCols  []routing.Column
+	desc     []byte // the client's RowDescription
+}
+
+// newGroupMerge reads the shards' RowDescription and checks that pgshard
+// can combine each column as spec says, compute the HAVING predicate and
+// the output columns, and send them in the client's formats.
+func (s *session) newGroupMerge(desc []byte, spec *parser.Grouped, formats func(int) int16) (*groupMerge, error) {
 	cols, err := rowColumns(desc)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	if len(cols) != len(kinds) {
-		return nil, nil, nil, fmt.Errorf("the shards returned %d columns, the statement has %d", len(cols), len(kinds))
+	if len(cols) != len(spec.Cols) {
+		return nil, fmt.Errorf("the shards returned %d columns, the statement has %d", len(cols), len(spec.Cols))
 	}
-	aggs := make([]routing.Agg, len(kinds))
-	folds := make([]routing.Fold, len(kinds))
-	for i, k := range kinds {
-		aggs[i] = routing.Agg(k) // the same order of kinds
-		if folds[i] = routing.Folder(aggs[i], cols[i].Type); folds[i] == nil {
-			return nil, nil, nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+	m := &groupMerge{cols: cols, aggs: make([]routing.Agg, len(cols)), folds: make([]routing.Fold, len(cols))}
+	merged := textColumns(cols) // the columns' types once merged
+	for i, k := range spec.Cols {
+		m.aggs[i] = routing.Agg(k) // the same order of kinds
+		if m.folds[i] = routing.Folder(m.aggs[i], cols[i].Type); m.folds[i] == nil {
+			return nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
 				Message: fmt.Sprintf("cannot combine %s of column %d (type OID %d) across shards", k, i+1, cols[i].Type),
 				Hint:    "Pin the statement to one shard with its shard key."}
 		}
-		if i >= len(kinds)-hidden {
-			continue // an avg's count, which the client does not see
+		if k == parser.AggCountDistinct {
+			m.distinct = append(m.distinct, i)
+			merged[i].Type = 20 // count is bigint
 		}
-		typ := cols[i].Type
-		if k == parser.AggAvg {
-			typ = routing.AvgType(typ)
+	}
+	byteOrder := false
+	if spec.Having != nil {
+		if m.having, err = routing.CompilePredicate(exprOf(*spec.Having), merged); err != nil {
+			return nil, exprError(err, "HAVING")
 		}
-		if formats(i) == 1 && !routing.CanEncodeBinary(typ) {
-			return nil, nil, nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
-				Message: fmt.Sprintf("cannot send column %d (type OID %d) of a merged result in binary format", i+1, cols[i].Type),
+		byteOrder = m.having.ByteOrder
+	}
+	n := len(cols) - spec.Hidden
+	m.desc = stripColumns(bytes.Clone(desc), spec.Hidden)
+	for i, e := range spec.Out {
+		c, err := routing.Compile(exprOf(e), merged)
+		if err != nil {
+			return nil, exprError(err, fmt.Sprintf("output column %d", i+1))
+		}
+		byteOrder = byteOrder || c.ByteOrder
+		m.out = append(m.out, c)
+		m.outCols = append(m.outCols, routing.Column{Type: c.Type})
+		if e.Op != parser.ExprCol || e.Col != i || c.Type != cols[i].Type {
+			m.desc = setColumnType(m.desc, i, c.Type)
+		}
+		if formats(i) == 1 && !routing.CanEncodeBinary(c.Type) {
+			return nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+				Message: fmt.Sprintf("cannot send column %d (type OID %d) of a merged result in binary format", i+1, c.Type),
 				Hint:    "Ask for text results, or pin the statement to one shard."}
 		}
 	}
-	return cols, aggs, folds, nil
+	if len(m.out) != n {
+		return nil, fmt.Errorf("the merge computes %d output columns of %d", len(m.out), n)
+	}
+	if byteOrder {
+		if err := s.rt.checkByteOrder(s.ctx, s.connectShard); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// output is the client's row of a merged group, or nil when HAVING drops
+// the group.
+func (m *groupMerge) output(row [][]byte) ([][]byte, error) {
+	if m.having != nil {
+		v, err := m.having.Eval(row)
+		if err != nil {
+			return nil, err
+		}
+		if !routing.IsTrue(v) {
+			return nil, nil
+		}
+	}
+	out := make([][]byte, len(m.out))
+	for i, c := range m.out {
+		v, err := c.Eval(row)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// exprOf is e for routing.
+func exprOf(e parser.Expr) routing.Expr {
+	r := routing.Expr{Op: routing.ExprOp(e.Op), Col: e.Col, Name: e.Name} // the same order of ops
+	switch e.Lit.Kind {
+	case parser.ValueInt:
+		r.Lit = routing.Literal{Kind: routing.LitInt, Text: e.Lit.Text}
+	case parser.ValueNumeric:
+		r.Lit = routing.Literal{Kind: routing.LitNumeric, Text: e.Lit.Text}
+	case parser.ValueString:
+		r.Lit = routing.Literal{Kind: routing.LitString, Text: e.Lit.Text}
+	case parser.ValueBool:
+		r.Lit = routing.Literal{Kind: routing.LitBool, Text: e.Lit.Text}
+	}
+	for _, a := range e.Args {
+		r.Args = append(r.Args, exprOf(a))
+	}
+	return r
+}
+
+// exprError is the client's error for an expression pgshard cannot
+// compute over merged groups.
+func exprError(err error, where string) error {
+	if errors.Is(err, routing.ErrNotComparable) {
+		return &pgError{Severity: "ERROR", Code: codeFeatureNotSupported, err: err,
+			Message: fmt.Sprintf("cannot compute %s over the merged groups: pgshard %v", where, err),
+			Hint:    "Compare and compute values of numeric, text, date/time, boolean or uuid types, or pin the statement to one shard."}
+	}
+	return mergeError(err)
+}
+
+// mergeError is the client's error for a value a merge cannot compute,
+// with PostgreSQL's SQLSTATE for it.
+func mergeError(err error) *pgError {
+	var re *routing.RangeError
+	var ie *routing.InputError
+	switch {
+	case errors.Is(err, routing.ErrOutOfRange) || errors.As(err, &re):
+		return &pgError{Severity: "ERROR", Code: "22003", Message: err.Error(), err: err}
+	case errors.Is(err, routing.ErrDivisionByZero):
+		return &pgError{Severity: "ERROR", Code: "22012", Message: err.Error(), err: err}
+	case errors.As(err, &ie):
+		return &pgError{Severity: "ERROR", Code: codeInvalidTextRepr, Message: err.Error(), err: err}
+	case errors.Is(err, routing.ErrNotComparable):
+		return &pgError{Severity: "ERROR", Code: codeFeatureNotSupported, Message: "cannot merge the shards' rows: pgshard " + err.Error(), err: err}
+	}
+	return toPgError(err)
 }
 
 // setColumnType sets the type of field i of a RowDescription, in place:

@@ -614,8 +614,9 @@ func (rt *routes) decide(r *routing.Router, as []parser.Analysis, p *bindParams,
 				d.sorted = a.Sorted
 				limit, offset = a.Sorted.Limit, a.Sorted.Offset
 			case a.Grouped != nil:
-				d.grouped = a.Grouped
-				limit, offset = a.Grouped.Limit, a.Grouped.Offset
+				if d.grouped, d.notMergeable = groupedFor(r, a, p, sql); d.grouped != nil {
+					limit, offset = d.grouped.Limit, d.grouped.Offset
+				}
 			}
 			if d.limit, err = limitOf(limit, p); err == nil {
 				d.offset, err = limitOf(offset, p)
@@ -694,6 +695,57 @@ func (rt *routes) ddl(r *routing.Router, d *decision, a *parser.Analysis, h hint
 	rt.learnedAt = time.Time{}
 	rt.learnMu.Unlock()
 	return nil
+}
+
+// groupedFor is how a's rows from several shards merge, or nil with why
+// not. count(DISTINCT x) of the shard key of x's table adds up as a
+// count (each value lives on one shard) when every count(DISTINCT) of
+// the statement is of a shard key. Parameters in HAVING or output
+// expressions are the literals of a simple Query the cache normalized
+// (sql has them); Bind parameters there are not merged.
+func groupedFor(r *routing.Router, a *parser.Analysis, p *bindParams, sql string) (*parser.Grouped, string) {
+	g := a.Grouped
+	if groupedParams(g) {
+		if p == nil || p.literals == nil {
+			return nil, "a parameter in HAVING or in an expression over aggregates; write its value in the statement"
+		}
+		as, err := parser.Analyze(sql)
+		if err != nil || len(as) != 1 || as[0].Grouped == nil || groupedParams(as[0].Grouped) {
+			return nil, "a parameter in HAVING or in an expression over aggregates"
+		}
+		g = as[0].Grouped
+	}
+	if len(g.Distinct) == 0 {
+		return g, ""
+	}
+	// Only when every one is of a shard key: the shards group by the
+	// others' values, and a count of distinct keys per such group does
+	// not add up.
+	for _, dc := range g.Distinct {
+		t := routing.TableRef{Schema: dc.Column.Table.Schema, Name: dc.Column.Table.Name}
+		if ru := r.Rule(t); ru == nil || ru.Replicated || dc.Column.Column == "" || !strings.EqualFold(dc.Column.Column, ru.Key) {
+			return g, ""
+		}
+	}
+	c := *g
+	c.Cols = slices.Clone(g.Cols)
+	for _, dc := range g.Distinct {
+		c.Cols[dc.Col] = parser.AggCount
+	}
+	return &c, ""
+}
+
+// groupedParams reports whether g's HAVING or output expressions have
+// parameters.
+func groupedParams(g *parser.Grouped) bool {
+	var has func(e parser.Expr) bool
+	has = func(e parser.Expr) bool {
+		if e.Op == parser.ExprLit && e.Lit.Kind == parser.ValueParam {
+			return true
+		}
+		return slices.ContainsFunc(e.Args, has)
+	}
+	return g.Having != nil && has(*g.Having) || slices.ContainsFunc(g.Out, has)
 }
 
 // notScatterable says why a statement must not run on several shards even

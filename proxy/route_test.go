@@ -300,3 +300,55 @@ func TestCutBind(t *testing.T) {
 		t.Errorf("cutTypes: got %v, want %v", got, want)
 	}
 }
+
+// A count(DISTINCT) of shard keys adds up; any other makes the shards
+// group by its values, and then every count(DISTINCT) is counted after
+// the merge. A parameter in HAVING is a normalized literal or refused.
+func TestDecideGrouped(t *testing.T) {
+	rt := testRoutes(t)
+	for _, tc := range []struct {
+		sql  string
+		lits []string // a simple Query's literals: analysed normalized
+		want string   // the grouped columns, or why not mergeable
+	}{
+		{"SELECT count(DISTINCT id) FROM users", nil, "[count]"},
+		{"SELECT count(DISTINCT u.id), count(*) FROM users u JOIN orders o ON o.user_id = u.id", nil, "[count count]"},
+		{"SELECT count(DISTINCT user_id), count(DISTINCT id) FROM orders", nil, "[countdistinct countdistinct]"},
+		{"SELECT count(DISTINCT u.id), count(DISTINCT o.user_id) FROM users u JOIN orders o ON o.user_id = u.id", nil, "[count count]"},
+		{"SELECT count(DISTINCT code) FROM countries, users", nil, "[countdistinct]"},
+		{"SELECT name, count(*) FROM users GROUP BY name HAVING count(*) > $1", nil, "a parameter in HAVING or in an expression over aggregates; write its value in the statement"},
+		{"SELECT name, count(*) FROM users GROUP BY name HAVING count(*) > 2", []string{"2"}, "[key count] having=(c1 > 2)"},
+	} {
+		var as []parser.Analysis
+		var p *bindParams
+		var err error
+		if tc.lits != nil {
+			as, _, err = parser.NewCache(1<<20).AnalyzeQuery(tc.sql, &parser.Scratch{})
+			p = &bindParams{literals: tc.lits}
+		} else {
+			as, err = parser.Analyze(tc.sql)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := rt.decide(rt.router.Load(), as, p, hints{}, tc.sql)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.sql, err)
+		}
+		got := d.notMergeable
+		if d.grouped != nil {
+			got = fmt.Sprint(d.grouped.Cols)
+			if d.grouped.Having != nil {
+				got += " having=" + d.grouped.Having.String()
+			}
+		}
+		if got != tc.want {
+			t.Errorf("%s:\n got  %s\n want %s", tc.sql, got, tc.want)
+		}
+	}
+	// The analysis the cache holds is not changed.
+	as, _ := parser.Analyze("SELECT count(DISTINCT id) FROM users")
+	if _, err := rt.decide(rt.router.Load(), as, nil, hints{}, ""); err != nil || as[0].Grouped.Cols[0] != parser.AggCountDistinct {
+		t.Errorf("decide changed the analysis: %v %v", as[0].Grouped.Cols, err)
+	}
+}

@@ -341,8 +341,8 @@ func shardQuery(d decision, sql string) (string, error) {
 	switch {
 	case d.sorted != nil && d.sorted.Rewrite:
 		return parser.ShardQuery(sql)
-	case d.grouped != nil && (len(d.grouped.Keys) > 0 || d.grouped.Limit != nil || d.grouped.Offset != nil || d.grouped.Hidden > 0):
-		return parser.GroupedShardQuery(sql)
+	case d.grouped != nil && d.grouped.Rewrite:
+		return parser.GroupedShardQuery(sql, d.grouped)
 	}
 	return sql, nil
 }

@@ -26,6 +26,10 @@ const (
 	AggAnd // bool_and
 	AggOr  // bool_or
 	AggAvg // avg: its sum combines as AggSum; Avg divides by the count
+	// AggCountDistinct: the distinct values of count(DISTINCT x), which
+	// the caller counts; the column keeps its first value.
+	AggCountDistinct
+	AggExpr // computed after the merge: the column keeps its first value
 )
 
 // ErrOutOfRange is a sum that leaves its type's range, as PostgreSQL
@@ -42,7 +46,7 @@ type Fold func(a, b []byte) ([]byte, error)
 func Folder(agg Agg, typ uint32) Fold {
 	var f func(a, b []byte) ([]byte, error)
 	switch agg {
-	case AggKey:
+	case AggKey, AggCountDistinct, AggExpr:
 		f = func(a, _ []byte) ([]byte, error) { return a, nil }
 	case AggCount:
 		f = addInt8
@@ -417,26 +421,7 @@ func Avg(sumType uint32, sum, count []byte) ([]byte, error) {
 	if err1 != nil || !ok || den.Sign() <= 0 {
 		return nil, errors.New("malformed sum or count from a shard")
 	}
-	w1, d1 := numericWeight(s)
-	w2, d2 := numericWeight(string(count))
-	qweight := w1 - w2
-	if d1 <= d2 {
-		qweight--
-	}
-	rscale := min(max(16-qweight*4, sumScale, 0), 1000)
-	// sum / count = num / (10^sumScale * count); scaled by 10^rscale.
-	num.Mul(num, pow10(rscale))
-	den.Mul(den, pow10(sumScale))
-	neg := num.Sign() < 0
-	num.Abs(num)
-	q, r := new(big.Int).QuoRem(num, den, new(big.Int))
-	if r.Lsh(r, 1).Cmp(den) >= 0 {
-		q.Add(q, big.NewInt(1))
-	}
-	if neg {
-		q.Neg(q)
-	}
-	return []byte(formatDecimal(q, rscale)), nil
+	return []byte(divNumeric(num, sumScale, s, den, 0, string(count))), nil
 }
 
 // numericWeight is the weight (position of the first non-zero base-10000

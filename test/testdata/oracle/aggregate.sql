@@ -47,11 +47,9 @@ SELECT count(*), sum(score), avg(score), min(name), max(born), bool_and(active),
 SELECT sum(user_id), sum(total::bigint), avg(user_id) FROM oracle.orders
 
 -- name: count(DISTINCT) of text with NULLs
--- refused: 0A000
 SELECT count(DISTINCT country) FROM oracle.users
 
 -- name: count(DISTINCT) of values repeated across shards
--- refused: 0A000
 SELECT count(DISTINCT score), count(DISTINCT born), count(DISTINCT balance) FROM oracle.users
 
 -- name: sum(DISTINCT) and avg(DISTINCT)
@@ -75,7 +73,6 @@ SELECT count(*) FILTER (WHERE score > 0), sum(score) FILTER (WHERE active), max(
 SELECT country, count(*) FROM oracle.users GROUP BY country
 
 -- name: GROUP BY with HAVING
--- refused: 0A000
 SELECT country, count(*), sum(score), avg(balance), min(born) FROM oracle.users GROUP BY country HAVING count(*) > 1
 
 -- name: GROUP BY a boolean
@@ -83,7 +80,6 @@ SELECT active, count(*), min(score), max(score), bool_or(score < 0) FROM oracle.
 
 -- name: GROUP BY, HAVING on a sum, ORDER BY
 -- ordered
--- refused: 0A000
 SELECT status, count(*), sum(total) FROM oracle.orders GROUP BY status HAVING sum(total) > 50 ORDER BY status NULLS FIRST
 
 -- name: GROUP BY an expression by position
@@ -97,15 +93,12 @@ SELECT user_id, count(*), sum(total), max(amount) FROM oracle.orders GROUP BY us
 SELECT country, active, count(*) FROM oracle.users GROUP BY country, active
 
 -- name: HAVING without GROUP BY
--- refused: 0A000
 SELECT count(*) FROM oracle.users HAVING count(*) > 5
 
 -- name: HAVING that keeps no group
--- refused: 0A000
 SELECT country, count(*) FROM oracle.users GROUP BY country HAVING count(*) > 100
 
 -- name: count(DISTINCT) per group
--- refused: 0A000
 SELECT active, count(DISTINCT country), count(DISTINCT score) FROM oracle.users GROUP BY active
 
 -- name: GROUP BY over a co-located join
