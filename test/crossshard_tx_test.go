@@ -5,6 +5,7 @@ package test
 // check looks at the shards directly.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // noPrepared fails the test if any shard still holds a prepared
@@ -220,4 +222,142 @@ func TestTwoPhaseRecovery(t *testing.T) {
 	startRoutingProxy(t, rc, routingOptions{noNotices: true, instanceID: "crashed"})
 	rc.checkShardRows(t, [][]string{{strconv.Itoa(keys[0][0])}, {strconv.Itoa(keys[1][0])}, {strconv.Itoa(keys[2][0])}}, "SELECT id FROM users WHERE id < 3999999")
 	rc.checkShardRows(t, [][]string{nil, {"pgshard:other:D:1"}, nil}, "SELECT gid FROM pg_prepared_xacts")
+}
+
+// TestCrossShardCopy: COPY FROM STDIN into a sharded table sends each
+// row to its shard (text, csv with a header, binary through pgx), all or
+// nothing; inside a transaction it is part of it; COPY TO STDOUT gathers
+// every shard's rows with one header.
+func TestCrossShardCopy(t *testing.T) {
+	rc := routingServers(t)
+	checkNoGoroutineLeak(t)
+	rc.truncate(t, "users", "countries")
+	p := startRoutingProxy(t, rc, routingOptions{noNotices: true})
+	c := connectRouted(t, p)
+	ctx := context.Background()
+	keys := rc.intKeys(t, usersRule, 5000, 3)
+	var all []int
+	for _, ks := range keys {
+		all = append(all, ks...)
+	}
+	copyIn := func(sql, data string) (pgconn.CommandTag, error) {
+		return c.PgConn().CopyFrom(ctx, strings.NewReader(data), sql)
+	}
+	placed := map[string]int{}
+
+	// Text format, rows of every shard.
+	var b strings.Builder
+	for _, k := range all[:5] {
+		fmt.Fprintf(&b, "%d\tt%d\n", k, k)
+	}
+	tag, err := copyIn("COPY users (id, name) FROM STDIN", b.String())
+	if err != nil || tag.String() != "COPY 5" {
+		t.Fatalf("COPY text: %v, %v", tag, err)
+	}
+	// CSV with a header, no column list (key position from the catalog).
+	b.Reset()
+	b.WriteString("id,name\n")
+	for _, k := range all[5:] {
+		fmt.Fprintf(&b, "%d,\"c,%d\"\n", k, k)
+	}
+	if tag, err = copyIn("COPY users FROM STDIN WITH (FORMAT csv, HEADER true)", b.String()); err != nil || tag.String() != fmt.Sprintf("COPY %d", len(all)-5) {
+		t.Fatalf("COPY csv: %v, %v", tag, err)
+	}
+	for s, ks := range keys {
+		for _, k := range ks {
+			placed[strconv.Itoa(k)] = s
+		}
+	}
+	rc.checkPlacement(t, "users", "id", placed)
+	rc.checkShardRows(t, [][]string{nil, nil, nil}, "SELECT id FROM users WHERE name NOT IN ('t' || id, 'c,' || id)")
+
+	// Bad data on one row: nothing of the COPY stays anywhere.
+	fresh := rc.intKeys(t, usersRule, 6000, 1)
+	_, err = copyIn("COPY users (id, name) FROM STDIN", fmt.Sprintf("%d\tok\n%d\tok\nnot-a-number\tbad\n", fresh[0][0], fresh[1][0]))
+	if sqlstate(err) != "22P02" {
+		t.Fatalf("COPY with a bad key: %v, want 22P02", err)
+	}
+	// A shard's own error (a duplicate key) fails it too.
+	_, err = copyIn("COPY users (id, name) FROM STDIN", fmt.Sprintf("%d\tok\n%d\tdup\n", fresh[0][0], keys[2][0]))
+	if sqlstate(err) != "23505" {
+		t.Fatalf("COPY with a duplicate: %v, want 23505", err)
+	}
+	rc.checkPlacement(t, "users", "id", placed)
+	c.checkUsable(t)
+
+	// Binary, through pgx's CopyFrom, in a transaction rolled back, then
+	// committed.
+	rowsOf := func(ids ...int) [][]any {
+		var out [][]any
+		for _, id := range ids {
+			out = append(out, []any{int32(id), "bin" + strconv.Itoa(id)})
+		}
+		return out
+	}
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{"users"}, []string{"id", "name"}, pgx.CopyFromRows(rowsOf(fresh[0][0], fresh[1][0], fresh[2][0])))
+	if err != nil || n != 3 {
+		t.Fatalf("binary COPY in a transaction: %d, %v", n, err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rc.checkPlacement(t, "users", "id", placed)
+	n, err = c.CopyFrom(ctx, pgx.Identifier{"users"}, []string{"id", "name"}, pgx.CopyFromRows(rowsOf(fresh[0][0], fresh[1][0], fresh[2][0])))
+	if err != nil || n != 3 {
+		t.Fatalf("binary COPY: %d, %v", n, err)
+	}
+	for s, ks := range fresh {
+		placed[strconv.Itoa(ks[0])] = s
+	}
+	rc.checkPlacement(t, "users", "id", placed)
+	rc.noPrepared(t)
+
+	// A replicated table: every copy gets every row, counted once.
+	if tag, err = copyIn("COPY countries FROM STDIN", "fr\tFrance\nde\tGermany\n"); err != nil || tag.String() != "COPY 2" {
+		t.Fatalf("COPY into a replicated table: %v, %v", tag, err)
+	}
+	rc.checkEverywhere(t, []string{"de|Germany", "fr|France"}, "SELECT code || '|' || name FROM countries")
+
+	// COPY TO STDOUT: every shard's rows, one header.
+	var out bytes.Buffer
+	tag, err = c.PgConn().CopyTo(ctx, &out, "COPY users (id) TO STDOUT WITH (FORMAT csv, HEADER)")
+	if err != nil || tag.String() != fmt.Sprintf("COPY %d", len(placed)) {
+		t.Fatalf("COPY TO: %v, %v", tag, err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if lines[0] != "id" || len(lines) != len(placed)+1 {
+		t.Fatalf("COPY TO gave %d lines starting %q, want a header and %d rows", len(lines), lines[0], len(placed))
+	}
+	got := map[string]int{}
+	for _, l := range lines[1:] {
+		got[l] = placed[l]
+	}
+	if len(got) != len(placed) {
+		t.Errorf("COPY TO rows %v, want the keys of %v", lines[1:], placed)
+	}
+	out.Reset()
+	if _, err = c.PgConn().CopyTo(ctx, &out, "COPY (SELECT id FROM users WHERE name LIKE 'bin%') TO STDOUT"); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out.String(), "\n"); n != 3 {
+		t.Errorf("COPY (SELECT) TO: %q, want 3 rows", out.String())
+	}
+	// Binary COPY TO: one signature and one trailer around every shard's
+	// tuples; PostgreSQL itself reads it back.
+	out.Reset()
+	if _, err = c.PgConn().CopyTo(ctx, &out, "COPY users (id, name) TO STDOUT (FORMAT binary)"); err != nil {
+		t.Fatal(err)
+	}
+	direct := superConn(t, rc.shards[0], "app")
+	if _, err := direct.Exec(ctx, "CREATE TEMP TABLE back (id int, name text)"); err != nil {
+		t.Fatal(err)
+	}
+	if tag, err := direct.PgConn().CopyFrom(ctx, bytes.NewReader(out.Bytes()), "COPY back FROM STDIN (FORMAT binary)"); err != nil || tag.RowsAffected() != int64(len(placed)) {
+		t.Fatalf("binary COPY TO output read back: %v, %v", tag, err)
+	}
+	c.checkUsable(t)
 }
