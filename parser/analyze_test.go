@@ -274,7 +274,7 @@ var analyzeCases = []analyzeCase{
 	{sql: "explain analyze delete from users", kind: StmtOther, tables: []TableRef{tb("users")}},
 	{sql: "call app.do_it(1)", kind: StmtOther, funcs: []string{"app.do_it"}},
 	{sql: "merge into t using s on t.id = s.id when matched then delete", kind: StmtOther, tables: []TableRef{tb("t"), tb("s")}},
-	{sql: "vacuum users", kind: StmtOther, tables: []TableRef{tb("users")}},
+	{sql: "vacuum users", kind: StmtDDL, tables: []TableRef{tb("users")}},
 	// Hints.
 	{sql: "/* pgshard: shard=s1 */ select * from users", kind: StmtSelect, ro: true, tables: []TableRef{tb("users")},
 		hint: Hint{Shard: "s1"}},

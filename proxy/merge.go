@@ -32,7 +32,7 @@ type mergeStream struct {
 // gatherSorted relays the shards' rows to the client merged by d.sorted.
 func (s *session) gatherSorted(parts []*scatterPart, d decision, extended bool) error {
 	var (
-		g       = newGathered()
+		g       = newGathered(parts)
 		desc    []byte // the shards' RowDescription, all columns
 		ncols   int
 		hidden  = d.sorted.Hidden
@@ -294,7 +294,7 @@ func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decis
 	var (
 		desc    []byte
 		m       *groupMerge
-		g       = newGathered()
+		g       = newGathered(parts)
 		pending = len(parts)
 		groups  = map[string]int{}
 		rows    [][][]byte

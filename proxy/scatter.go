@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -387,6 +388,7 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 			}
 			switch {
 			case inTx && p.c != nil:
+				p.c.cancels.Wait() // a cancel must not reach its next statement
 				s.mu.Lock()
 				if s.parked == nil {
 					s.parked = map[int]*txPart{}
@@ -558,7 +560,7 @@ func (s *session) acquireFor(shard int, write bool) (*serverConn, int, error) {
 // the client's.
 func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies bool, co *copyOut, extended bool, finish func(ok bool) error) error {
 	var (
-		g       = newGathered()
+		g       = newGathered(parts)
 		desc    []byte // the RowDescription sent, if any
 		pending = len(parts)
 	)
@@ -666,14 +668,34 @@ type gathered struct {
 	out    []byte
 	firstE []byte
 	sent   map[byte]bool // the replies sent once for all shards
+	parts  []*scatterPart
 }
 
-func newGathered() *gathered { return &gathered{sent: map[byte]bool{}} }
+func newGathered(parts []*scatterPart) *gathered {
+	return &gathered{sent: map[byte]bool{}, parts: parts}
+}
 
 // fail keeps pe as the client's error unless there is one already.
 func (g *gathered) fail(pe *pgError) {
 	if g.firstE == nil {
-		g.firstE = appendErrorResponse(nil, pe)
+		g.setError(appendErrorResponse(nil, pe))
+	}
+}
+
+// setError keeps the client's error, and cancels what the other shards
+// still run: their rows no longer matter.
+func (g *gathered) setError(e []byte) {
+	g.firstE = e
+	for _, p := range g.parts {
+		if c := p.c; c != nil && !p.done {
+			c.cancels.Add(1)
+			go func() {
+				defer c.cancels.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				c.cancel(ctx)
+			}()
+		}
 	}
 }
 
@@ -694,7 +716,7 @@ func (g *gathered) relay(m scatterMsg) bool {
 		g.out = appendMsg(g.out, m.typ, m.body)
 	case 'E':
 		if g.firstE == nil {
-			g.firstE = appendMsg(nil, 'E', m.body)
+			g.setError(appendMsg(nil, 'E', m.body))
 		}
 	default:
 		return false

@@ -676,7 +676,7 @@ func (s *session) canScatter(d decision, extended bool) error {
 		if d.notMergeable != "" {
 			why = d.notMergeable
 		}
-		return s.crossShard(fmt.Sprintf("it needs shards %s and pgshard cannot merge their rows yet (%s); pin one shard key", s.shardNames(d.shards), why))
+		return s.refuseIn(s.crossShard(fmt.Sprintf("it needs shards %s and pgshard cannot merge their rows yet (%s); pin one shard key", s.shardNames(d.shards), why)), extended)
 	}
 	return nil
 }

@@ -48,9 +48,9 @@ func TestCrossShardTransaction(t *testing.T) {
 			// A statement on every shard inside the transaction sees the
 			// transaction's own rows and joins the third shard.
 			c.mustRun(t, mode, "INSERT INTO users (id, name) VALUES ($1, 'c')", k2)
-			r = c.mustRun(t, simple, "UPDATE users SET name = name || '!'")
+			r = c.mustRun(t, mode, "UPDATE users SET name = name || $1", "!")
 			r.wantTag(t, "UPDATE 3")
-			c.mustRun(t, simple, "COMMIT")
+			c.mustRun(t, mode, "COMMIT")
 			rc.checkShardRows(t, [][]string{{fmt.Sprintf("%d|a!", k0)}, {fmt.Sprintf("%d|b!", k1)}, {fmt.Sprintf("%d|c!", k2)}}, "SELECT id, name FROM users")
 			rc.noPrepared(t)
 
@@ -58,7 +58,7 @@ func TestCrossShardTransaction(t *testing.T) {
 			c.mustRun(t, simple, "BEGIN")
 			c.mustRun(t, mode, "UPDATE users SET name = 'x' WHERE id = $1", k0)
 			c.mustRun(t, mode, "DELETE FROM users WHERE id = $1", k1)
-			c.mustRun(t, simple, "ROLLBACK")
+			c.mustRun(t, mode, "ROLLBACK")
 			rc.checkShardRows(t, [][]string{{fmt.Sprintf("%d|a!", k0)}, {fmt.Sprintf("%d|b!", k1)}, {fmt.Sprintf("%d|c!", k2)}}, "SELECT id, name FROM users")
 			rc.noPrepared(t)
 
@@ -360,4 +360,28 @@ func TestCrossShardCopy(t *testing.T) {
 		t.Fatalf("binary COPY TO output read back: %v, %v", tag, err)
 	}
 	c.checkUsable(t)
+}
+
+// TestCrossShardTransactionDeny: with cross_shard: deny a transaction
+// cannot reach a second shard; the refusal fails it and nothing of it is
+// committed.
+func TestCrossShardTransactionDeny(t *testing.T) {
+	rc := routingServers(t)
+	checkNoGoroutineLeak(t)
+	rc.truncate(t, "users")
+	p := startRoutingProxy(t, rc, routingOptions{noNotices: true, crossShard: "deny"})
+	c := connectRouted(t, p)
+	keys := rc.intKeys(t, usersRule, 7000, 1)
+	for _, mode := range []pgx.QueryExecMode{simple, pgx.QueryExecModeExec} {
+		c.mustRun(t, simple, "BEGIN")
+		c.mustRun(t, mode, "INSERT INTO users (id, name) VALUES ($1, 'a')", keys[0][0])
+		pe, _ := c.mustFail(t, "0A000", mode, "INSERT INTO users (id, name) VALUES ($1, 'b')", keys[1][0])
+		if !strings.Contains(pe.Message, "cross_shard: deny") {
+			t.Errorf("message %q does not name the setting", pe.Message)
+		}
+		c.mustFail(t, "25P02", mode, "SELECT id FROM users WHERE id = $1", keys[0][0])
+		c.mustRun(t, simple, "COMMIT").wantTag(t, "ROLLBACK")
+		rc.checkShardRows(t, [][]string{nil, nil, nil}, "SELECT id FROM users")
+		c.checkUsable(t)
+	}
 }

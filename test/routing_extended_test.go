@@ -239,7 +239,7 @@ func TestRoutingExtendedTransactions(t *testing.T) {
 
 	// A statement pgshard refuses fails the transaction; only ROLLBACK
 	// ends it.
-	checkWire(t, "BEGIN, multi-shard statement", c.round(slices.Concat(stmt("BEGIN"), stmt("SELECT id FROM users"))...),
+	checkWire(t, "BEGIN, unmergeable statement", c.round(slices.Concat(stmt("BEGIN"), stmt("SELECT string_agg(name, ',') FROM users"))...),
 		"1", "2", "n", "C BEGIN", "1", "E 0A000", "Z E")
 	checkWire(t, "in the failed transaction", c.round(stmt(insert, key(0, 1))...), "E 25P02", "Z E")
 	checkWire(t, "ROLLBACK", c.round(stmt("ROLLBACK")...), "1", "2", "n", "C ROLLBACK", "Z I")
