@@ -26,6 +26,7 @@ const (
 	defaultMetricsListen              = "127.0.0.1:9930"
 	defaultClientLoginTimeout         = Duration(15 * time.Second)
 	defaultMaxMessageSize             = 64 * megabyte
+	defaultMaxMergeMemory             = 256 * megabyte
 	defaultServerResetQuery           = "DISCARD ALL"
 	defaultServerConnectTimeout       = Duration(5 * time.Second)
 	defaultServerIdleTimeout          = Duration(10 * time.Minute)
@@ -67,6 +68,8 @@ type Config struct {
 	ClientLoginTimeout Duration `yaml:"client_login_timeout"`
 	// MaxMessageSize is the largest frontend message accepted.
 	MaxMessageSize Size `yaml:"max_message_size"`
+	// MaxMergeMemory bounds what merging several shards' groups may hold.
+	MaxMergeMemory Size `yaml:"max_merge_memory"`
 	// ServerResetQuery runs on a backend when a session-mode client leaves;
 	// empty runs nothing.
 	ServerResetQuery string `yaml:"server_reset_query"`
@@ -273,6 +276,7 @@ func applyDefaults(c *Config, idx *index) {
 	set("metrics_listen", func() { c.MetricsListen = defaultMetricsListen })
 	set("client_login_timeout", func() { c.ClientLoginTimeout = defaultClientLoginTimeout })
 	set("max_message_size", func() { c.MaxMessageSize = defaultMaxMessageSize })
+	set("max_merge_memory", func() { c.MaxMergeMemory = defaultMaxMergeMemory })
 	set("server_reset_query", func() { c.ServerResetQuery = defaultServerResetQuery })
 	set("server_connect_timeout", func() { c.ServerConnectTimeout = defaultServerConnectTimeout })
 	set("server_idle_timeout", func() { c.ServerIdleTimeout = defaultServerIdleTimeout })
@@ -307,6 +311,7 @@ func (c *Config) ProxyOptions(logger *slog.Logger) (proxy.Options, error) {
 		MaxClientConn:              c.MaxClientConn,
 		ClientLoginTimeout:         time.Duration(c.ClientLoginTimeout),
 		MaxMessageSize:             int(c.MaxMessageSize),
+		MaxMergeMemory:             int(c.MaxMergeMemory),
 		ServerResetQuery:           c.ServerResetQuery,
 		ServerConnectTimeout:       time.Duration(c.ServerConnectTimeout),
 		ServerIdleTimeout:          time.Duration(c.ServerIdleTimeout),

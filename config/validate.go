@@ -34,6 +34,9 @@ func validate(c *Config, r *reporter) {
 	if c.MaxMessageSize < kilobyte || c.MaxMessageSize > gigabyte {
 		r.add("max_message_size", "must be between 1kB and 1GB")
 	}
+	if c.MaxMergeMemory < kilobyte {
+		r.add("max_merge_memory", "must be at least 1kB")
+	}
 	checkDuration(r, "server_connect_timeout", c.ServerConnectTimeout, false)
 	checkDuration(r, "server_idle_timeout", c.ServerIdleTimeout, true)
 	checkDuration(r, "server_lifetime", c.ServerLifetime, true)

@@ -280,10 +280,6 @@ func stripValues(body []byte, n int) []byte {
 	return body[:end]
 }
 
-// mergeMemoryLimit bounds what a merge that must see every row before it
-// answers (GROUP BY, aggregates, DISTINCT) may hold.
-const mergeMemoryLimit = 256 << 20
-
 // gatherGrouped reads every shard's groups, combines the rows of equal
 // keys by d.grouped, keeps the groups its HAVING holds for, computes the
 // output columns, and relays the result to the client: sorted by the
@@ -301,10 +297,11 @@ func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decis
 		sets    [][]map[string]struct{} // per group, per count(DISTINCT) column
 		held    int
 	)
+	limit := s.srv.opts.MaxMergeMemory
 	tooBig := func() {
 		g.fail(&pgError{Severity: "ERROR", Code: codeProgramLimit,
-			Message: fmt.Sprintf("the shards' groups need more than %d MB to merge", mergeMemoryLimit>>20),
-			Hint:    "Narrow the statement with a shard key or a WHERE clause, or group by fewer distinct values."})
+			Message: fmt.Sprintf("the shards' groups need more than max_merge_memory (%d kB) to merge", limit>>10),
+			Hint:    "Narrow the statement with a shard key or a WHERE clause, group by fewer distinct values, or raise max_merge_memory."})
 	}
 	byConn := partsByConn(parts)
 	var key []byte
@@ -391,7 +388,7 @@ func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decis
 					}
 				}
 			}
-			if held > mergeMemoryLimit {
+			if held > limit {
 				tooBig()
 			}
 		case 'C':

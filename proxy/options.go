@@ -188,6 +188,11 @@ type Options struct {
 	// each backend connection keeps in transaction and statement mode.
 	PreparedStatementCacheSize int
 
+	// MaxMergeMemory bounds what a merge of several shards' rows that
+	// must see every row before it answers (GROUP BY, aggregates,
+	// DISTINCT) may hold, in bytes (DefaultMaxMergeMemory); past it the
+	// statement fails with SQLSTATE 54000.
+	MaxMergeMemory int
 	// InstanceID names this pgshard in the gids of its prepared
 	// transactions; several instances in front of the same shards need
 	// different ones, and a restarted instance the same one it had, to

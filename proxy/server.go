@@ -28,6 +28,7 @@ const (
 	DefaultQueryWaitTimeout           = 120 * time.Second
 	DefaultPreparedStatementCacheSize = 500
 	DefaultPoolSize                   = 20
+	DefaultMaxMergeMemory             = 256 << 20
 	// parseCacheBytes bounds the memory of the statement analysis cache.
 	parseCacheBytes = 32 << 20
 )
@@ -120,6 +121,9 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	if opts.InstanceID == "" {
 		opts.InstanceID = DefaultInstanceID()
+	}
+	if opts.MaxMergeMemory <= 0 {
+		opts.MaxMergeMemory = DefaultMaxMergeMemory
 	}
 	if opts.TwoPhaseTimeout <= 0 {
 		opts.TwoPhaseTimeout = DefaultTwoPhaseTimeout

@@ -385,3 +385,22 @@ func TestCrossShardTransactionDeny(t *testing.T) {
 		c.checkUsable(t)
 	}
 }
+
+// TestCrossShardMergeMemory: a merge that must hold every group fails with
+// 54000 past max_merge_memory, and the connection goes on.
+func TestCrossShardMergeMemory(t *testing.T) {
+	rc := routingServers(t)
+	checkNoGoroutineLeak(t)
+	rc.truncate(t, "users")
+	keys := usersOnShards(t, rc, 9000, 40)
+	p := startRoutingProxy(t, rc, routingOptions{noNotices: true, maxMergeMemory: "2kB"})
+	c := connectRouted(t, p)
+	pe, _ := c.mustFail(t, "54000", simple, "SELECT name, count(*) FROM users GROUP BY name")
+	if !strings.Contains(pe.Message, "max_merge_memory") {
+		t.Errorf("message %q does not name the setting", pe.Message)
+	}
+	c.checkUsable(t)
+	// Few groups fit.
+	r := c.mustRun(t, simple, "SELECT count(*) FROM users")
+	r.wantRows(t, strconv.Itoa(len(keys)*40))
+}

@@ -166,6 +166,8 @@ type routingOptions struct {
 	logger *slog.Logger
 	// instanceID is instance_id; empty leaves it out.
 	instanceID string
+	// maxMergeMemory is max_merge_memory; empty leaves it out.
+	maxMergeMemory string
 }
 
 // configYAML is the configuration file of a pgshard in front of rc.
@@ -183,6 +185,9 @@ func (rc *routingCluster) configYAML(o routingOptions) string {
 	top := ""
 	if o.instanceID != "" {
 		top = "instance_id: " + o.instanceID + "\n"
+	}
+	if o.maxMergeMemory != "" {
+		top += "max_merge_memory: " + o.maxMergeMemory + "\n"
 	}
 	url := func(s *pgtest.Server) string {
 		return fmt.Sprintf("postgres://127.0.0.1:%d/app?sslmode=disable", s.Port())
