@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
 	"strconv"
 	"strings"
 
@@ -100,23 +99,7 @@ func (s *session) copyInStart(d decision, body []byte) error {
 		p := &scatterPart{c: c, sink: ci.sink, begin: begin, status: 'I'}
 		ci.parts = append(ci.parts, p)
 		ci.byShard[sh] = p
-		c.sink.Store(ci.sink)
-		var b []byte
-		if set := s.paramsSQL(c); set != "" {
-			b = appendQuery(b, set)
-			p.skipZ = 1
-			c.params = maps.Clone(s.params)
-		}
-		c.unnamed = 0
-		switch {
-		case ci.atomic:
-			b = appendQuery(b, "BEGIN")
-			p.skipZ++
-		case begin:
-			b = appendQuery(b, s.beginSQL())
-			p.skipZ++
-		}
-		b = appendMsg(b, 'Q', body)
+		b := appendMsg(s.partPrologue(p, ci.atomic), 'Q', body)
 		if _, err := c.bw.Write(b); err == nil {
 			err = c.bw.Flush()
 		}
@@ -353,13 +336,7 @@ func (ci *copyIn) finish() error {
 		p.c.sink.Store(nil)
 		switch {
 		case ci.inTx:
-			s.mu.Lock()
-			if s.parked == nil {
-				s.parked = map[int]*txPart{}
-			}
-			s.parked[p.c.p.shardIdx] = &txPart{c: p.c, status: p.status}
-			s.noteShard(p.c.p.shardIdx)
-			s.mu.Unlock()
+			s.parkPart(p)
 		case p.status == 'I':
 			s.giveBack(p.c)
 		default:
@@ -368,17 +345,7 @@ func (ci *copyIn) finish() error {
 	}
 	status := byte('I')
 	if ci.inTx {
-		s.mu.Lock()
-		if lost {
-			s.failedTx = true
-		}
-		s.vtxStatus = s.partsStatusLocked()
-		if ci.failed {
-			s.vtxStatus = 'E'
-		}
-		s.vtxFailed = s.vtxStatus == 'E'
-		status = s.vtxStatus
-		s.mu.Unlock()
+		status = s.afterParts(lost, ci.failed)
 	}
 	var out []byte
 	if !ci.failed {

@@ -387,17 +387,9 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 				close(p.sink.quit)
 			}
 			switch {
-			case inTx && p.c != nil:
-				p.c.cancels.Wait() // a cancel must not reach its next statement
-				s.mu.Lock()
-				if s.parked == nil {
-					s.parked = map[int]*txPart{}
-				}
-				s.parked[p.c.p.shardIdx] = &txPart{c: p.c, status: p.status}
-				s.noteShard(p.c.p.shardIdx)
-				s.mu.Unlock()
 			case inTx:
-				lost = true
+				p.c.cancels.Wait() // a cancel must not reach its next statement
+				s.parkPart(p)
 			case p.done:
 				s.giveBack(p.c) // its params were brought in line when sent
 			default:
@@ -406,16 +398,7 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 			}
 		}
 		if inTx {
-			s.mu.Lock()
-			if lost {
-				s.failedTx = true
-			}
-			s.vtxStatus = s.partsStatusLocked()
-			if s.scatterFailed {
-				s.vtxStatus = 'E'
-			}
-			s.vtxFailed = s.vtxStatus == 'E'
-			s.mu.Unlock()
+			s.afterParts(lost, s.scatterFailed)
 		}
 		s.scatterTx = false
 	}
@@ -435,23 +418,7 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 			p.sink = newScatterSink()
 		}
 		parts = append(parts, p)
-		c.sink.Store(p.sink)
-		var b []byte
-		if set := s.paramsSQL(c); set != "" {
-			b = appendQuery(b, set)
-			p.skipZ = 1
-			c.params = maps.Clone(s.params)
-		}
-		c.unnamed = 0
-		switch {
-		case atomic:
-			b = appendQuery(b, "BEGIN")
-			p.skipZ++
-		case begin:
-			b = appendQuery(b, s.beginSQL())
-			p.skipZ++
-		}
-		b = msgs(i, b)
+		b := msgs(i, s.partPrologue(p, atomic))
 		if _, err := c.bw.Write(b); err == nil {
 			err = c.bw.Flush()
 		}
@@ -487,6 +454,59 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 		s.mu.Unlock()
 	}
 	return err
+}
+
+// partPrologue starts p's messages to its shard, ahead of the statement:
+// the session's settings, and BEGIN when the statement runs in a
+// transaction of its own there (atomic) or joins the client's (p.begin).
+// It sets the connection to deliver its replies to p's sink.
+func (s *session) partPrologue(p *scatterPart, atomic bool) []byte {
+	c := p.c
+	c.sink.Store(p.sink)
+	var b []byte
+	if set := s.paramsSQL(c); set != "" {
+		b = appendQuery(b, set)
+		p.skipZ = 1
+		c.params = maps.Clone(s.params)
+	}
+	c.unnamed = 0
+	switch {
+	case atomic:
+		b = appendQuery(b, "BEGIN")
+		p.skipZ++
+	case p.begin:
+		b = appendQuery(b, s.beginSQL())
+		p.skipZ++
+	}
+	return b
+}
+
+// parkPart keeps the connection of a part for the client's transaction.
+func (s *session) parkPart(p *scatterPart) {
+	s.mu.Lock()
+	if s.parked == nil {
+		s.parked = map[int]*txPart{}
+	}
+	s.parked[p.c.p.shardIdx] = &txPart{c: p.c, status: p.status}
+	s.noteShard(p.c.p.shardIdx)
+	s.mu.Unlock()
+}
+
+// afterParts sets the client's transaction status once a statement's
+// parts are parked: failed when a part was lost or the statement failed.
+// It returns the status.
+func (s *session) afterParts(lost, failed bool) byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if lost {
+		s.failedTx = true
+	}
+	s.vtxStatus = s.partsStatusLocked()
+	if failed {
+		s.vtxStatus = 'E'
+	}
+	s.vtxFailed = s.vtxStatus == 'E'
+	return s.vtxStatus
 }
 
 // partConn takes the connection a scatter runs on for shard: inside a
