@@ -99,6 +99,7 @@ func (s *session) copyInStart(d decision, body []byte) error {
 		p := &scatterPart{c: c, sink: ci.sink, begin: begin, status: 'I'}
 		ci.parts = append(ci.parts, p)
 		ci.byShard[sh] = p
+		s.setRunning(ci.parts)
 		b := appendMsg(s.partPrologue(p, ci.atomic), 'Q', body)
 		if _, err := c.bw.Write(b); err == nil {
 			err = c.bw.Flush()
@@ -326,6 +327,7 @@ func (ci *copyIn) finish() error {
 		}
 	}
 	// The connections go back, or stay in the client's transaction.
+	s.setRunning(nil)
 	close(ci.sink.quit)
 	lost := false
 	for _, p := range ci.parts {

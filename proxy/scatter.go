@@ -371,6 +371,7 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 	sink := newScatterSink()
 	parts := make([]*scatterPart, 0, len(d.shards))
 	release := func() {
+		s.setRunning(nil)
 		lost := false
 		if inTx {
 			drainParts(parts)
@@ -388,7 +389,6 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 			}
 			switch {
 			case inTx:
-				p.c.cancels.Wait() // a cancel must not reach its next statement
 				s.parkPart(p)
 			case p.done:
 				s.giveBack(p.c) // its params were brought in line when sent
@@ -418,6 +418,7 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 			p.sink = newScatterSink()
 		}
 		parts = append(parts, p)
+		s.setRunning(parts)
 		b := msgs(i, s.partPrologue(p, atomic))
 		if _, err := c.bw.Write(b); err == nil {
 			err = c.bw.Flush()
@@ -481,8 +482,23 @@ func (s *session) partPrologue(p *scatterPart, atomic bool) []byte {
 	return b
 }
 
-// parkPart keeps the connection of a part for the client's transaction.
+// setRunning records the connections of parts for cancel requests (nil:
+// none any more).
+func (s *session) setRunning(parts []*scatterPart) {
+	s.mu.Lock()
+	s.running = s.running[:0]
+	for _, p := range parts {
+		if p.c != nil {
+			s.running = append(s.running, p.c)
+		}
+	}
+	s.mu.Unlock()
+}
+
+// parkPart keeps the connection of a part for the client's transaction,
+// once cancel requests aimed at it are delivered.
 func (s *session) parkPart(p *scatterPart) {
+	p.c.cancels.Wait()
 	s.mu.Lock()
 	if s.parked == nil {
 		s.parked = map[int]*txPart{}

@@ -403,19 +403,28 @@ func (s *Server) cancel(ctx context.Context, k cancelKey) {
 		return
 	}
 	sess.mu.Lock()
-	c := sess.backend
-	if c == nil || sess.q.len() == 0 && !sess.copyIn {
-		sess.mu.Unlock()
-		return // nothing is running
+	var targets []*serverConn
+	if c := sess.backend; c != nil && (sess.q.len() > 0 || sess.copyIn) {
+		targets = append(targets, c)
 	}
-	c.cancels.Add(1)
+	// A statement running on several shards: each of them.
+	targets = append(targets, sess.running...)
+	for _, c := range targets {
+		c.cancels.Add(1)
+	}
 	sess.mu.Unlock()
-	defer c.cancels.Done()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ServerConnectTimeout)
 	defer cancel()
-	if err := c.cancel(ctx); err != nil {
-		s.log.Warn("cancel request failed", "shard", c.p.shard, "error", err)
+	var wg sync.WaitGroup
+	for _, c := range targets {
+		wg.Go(func() {
+			defer c.cancels.Done()
+			if err := c.cancel(ctx); err != nil {
+				s.log.Warn("cancel request failed", "shard", c.p.shard, "error", err)
+			}
+		})
 	}
+	wg.Wait()
 }
 
 // writeFatal sends a final ErrorResponse on a connection being closed.

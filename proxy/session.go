@@ -119,6 +119,10 @@ type session struct {
 	pending     []setOp           // SETs of the open transaction
 	connUnknown bool              // the backend's settings no longer match params
 	fakes       []byte            // scratch for the reader
+	// running are the connections of a statement running on several
+	// shards (scatter, split COPY), for cancel requests; their users
+	// wait for the cancels they counted before handing them on.
+	running []*serverConn
 	// drained, when set, is closed by the reader once the queue is empty.
 	drained chan struct{}
 	// writePending: a write was sent and lastCommit is due at the next
@@ -1064,6 +1068,11 @@ func (s *session) close() {
 	s.mu.Unlock()
 	if c != nil {
 		s.returnBackend(c)
+	}
+	if ci := s.copyin; ci != nil {
+		// The client left in the middle of a split COPY.
+		ci.abort(&pgError{Severity: "ERROR", Code: codeConnectionFailure, Message: "client connection lost during COPY"})
+		ci.finish()
 	}
 	s.dropParked()
 }

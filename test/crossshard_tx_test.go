@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -403,4 +404,34 @@ func TestCrossShardMergeMemory(t *testing.T) {
 	// Few groups fit.
 	r := c.mustRun(t, simple, "SELECT count(*) FROM users")
 	r.wantRows(t, strconv.Itoa(len(keys)*40))
+}
+
+// TestCrossShardCancel: a cancel request stops a statement running on
+// several shards on each of them, and the connection goes on.
+func TestCrossShardCancel(t *testing.T) {
+	rc := routingServers(t)
+	checkNoGoroutineLeak(t)
+	rc.truncate(t, "users")
+	usersOnShards(t, rc, 9500, 1)
+	p := startRoutingProxy(t, rc, routingOptions{noNotices: true})
+	c := &routedConn{Conn: pgxConnect(t, p.url("app", "app", "app"), withCancelRequests)}
+	for _, mode := range []pgx.QueryExecMode{simple, pgx.QueryExecModeExec} {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		start := time.Now()
+		_, err := c.Exec(ctx, "SELECT id FROM users WHERE pg_sleep(20) IS NOT NULL", mode)
+		cancel()
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("[%s] the canceled statement ran %s", modeName(mode), took)
+		}
+		if sqlstate(err) != "57014" && !strings.Contains(fmt.Sprint(err), "context deadline") {
+			t.Errorf("[%s] canceled statement: %v, want 57014", modeName(mode), err)
+		}
+		c.checkUsable(t)
+		// No shard still runs it.
+		for i, rows := range rc.onShards(t, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(20)%' AND state = 'active' AND pid <> pg_backend_pid()") {
+			if rows[0] != "0" {
+				t.Errorf("[%s] shard %d still runs the statement", modeName(mode), i)
+			}
+		}
+	}
 }
