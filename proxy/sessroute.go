@@ -134,6 +134,9 @@ func (s *session) detachHeld(p *backendPool, parkFailed bool) error {
 			s.mu.Unlock()
 			return errAbortedTx
 		}
+		if s.db.CrossShard == CrossShardLog && len(s.parked) == 0 {
+			s.log.Info("cross-shard transaction", "from_shard", c.p.shard)
+		}
 		s.parkLocked(c)
 		s.releasePending = false
 	case s.releasableLocked():
@@ -357,6 +360,7 @@ func (s *session) routeQuery(body []byte, sql string, stmts []parser.Statement) 
 			}
 			return nil, s.replyStatus(tag, s.vtxStatusNow())
 		}
+		s.noteTxControl(st)
 	} else {
 		for _, st := range stmts {
 			if strings.HasPrefix(st.Name, "pgshard.") {
@@ -710,6 +714,7 @@ func (s *session) routeBind(st *clientStmt, portal, params []byte) (*serverConn,
 	if s.vtxFailed {
 		return nil, errAbortedTx
 	}
+	s.noteTxControl(st.class)
 	as, err := s.srv.cache.Analyze(st.query)
 	if err != nil || len(as) != 1 {
 		// PostgreSQL reports the error (or refuses several statements).

@@ -333,3 +333,15 @@ func (s *session) dropParked() {
 		}
 	}
 }
+
+// noteTxControl records a SAVEPOINT, RELEASE, ROLLBACK TO or SET LOCAL
+// that goes to the one backend of the client's transaction, so that a
+// shard the transaction reaches later starts in the same state.
+func (s *session) noteTxControl(st parser.Statement) {
+	switch st.Kind {
+	case parser.Savepoint, parser.Release, parser.RollbackTo, parser.SetLocal:
+		if s.inTx() && !s.multiTx() && s.vtx == nil {
+			s.txBegin = s.beginSQL() + ";" + st.Text
+		}
+	}
+}

@@ -106,6 +106,17 @@ func TestCrossShardTransaction(t *testing.T) {
 	c.mustRun(t, simple, "COMMIT")
 	rc.checkShardRows(t, [][]string{{fmt.Sprintf("%d|sp", k0)}, {fmt.Sprintf("%d|sp", k1)}, {fmt.Sprintf("%d|tx2", k2)}}, "SELECT id, name FROM users")
 	rc.noPrepared(t)
+
+	// A savepoint taken while the transaction was on one shard holds on
+	// the shards it reaches later.
+	c.mustRun(t, simple, "BEGIN")
+	c.mustRun(t, simple, fmt.Sprintf("UPDATE users SET name = 'b' WHERE id = %d", k0))
+	c.mustRun(t, simple, "SAVEPOINT b")
+	c.mustRun(t, simple, fmt.Sprintf("UPDATE users SET name = 'undone' WHERE id = %d", k2))
+	c.mustRun(t, simple, "ROLLBACK TO SAVEPOINT b")
+	c.mustRun(t, simple, "COMMIT")
+	rc.checkShardRows(t, [][]string{{fmt.Sprintf("%d|b", k0)}, {fmt.Sprintf("%d|sp", k1)}, {fmt.Sprintf("%d|tx2", k2)}}, "SELECT id, name FROM users")
+	rc.noPrepared(t)
 }
 
 // TestCrossShardPrepareFails: when one shard cannot prepare (a deferred
