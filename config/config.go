@@ -27,6 +27,9 @@ const (
 	defaultClientLoginTimeout         = Duration(15 * time.Second)
 	defaultMaxMessageSize             = 64 * megabyte
 	defaultMaxMergeMemory             = 256 * megabyte
+	defaultShutdownTimeout            = Duration(30 * time.Second)
+	defaultLogFormat                  = "text"
+	defaultLogLevel                   = "info"
 	defaultServerResetQuery           = "DISCARD ALL"
 	defaultServerConnectTimeout       = Duration(5 * time.Second)
 	defaultServerIdleTimeout          = Duration(10 * time.Minute)
@@ -87,6 +90,12 @@ type Config struct {
 	// backend connection keeps.
 	PreparedStatementCacheSize int `yaml:"prepared_statement_cache_size"`
 
+	// ShutdownTimeout bounds how long SIGTERM waits for running
+	// transactions.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// LogFormat is text or json; LogLevel debug, info, warn or error.
+	LogFormat string `yaml:"log_format"`
+	LogLevel  string `yaml:"log_level"`
 	// InstanceID names this pgshard in the gids of its prepared
 	// transactions: unique per instance in front of the same shards, and
 	// the same after a restart. Parse sets the host name if left out.
@@ -283,6 +292,9 @@ func applyDefaults(c *Config, idx *index) {
 	set("server_lifetime", func() { c.ServerLifetime = defaultServerLifetime })
 	set("query_wait_timeout", func() { c.QueryWaitTimeout = defaultQueryWaitTimeout })
 	set("prepared_statement_cache_size", func() { c.PreparedStatementCacheSize = defaultPreparedStatementCacheSize })
+	set("shutdown_timeout", func() { c.ShutdownTimeout = defaultShutdownTimeout })
+	set("log_format", func() { c.LogFormat = defaultLogFormat })
+	set("log_level", func() { c.LogLevel = defaultLogLevel })
 	set("instance_id", func() { c.InstanceID = proxy.DefaultInstanceID() })
 	set("two_phase_timeout", func() { c.TwoPhaseTimeout = Duration(proxy.DefaultTwoPhaseTimeout) })
 	for i := range c.Users {
@@ -318,6 +330,7 @@ func (c *Config) ProxyOptions(logger *slog.Logger) (proxy.Options, error) {
 		ServerLifetime:             time.Duration(c.ServerLifetime),
 		QueryWaitTimeout:           time.Duration(c.QueryWaitTimeout),
 		PreparedStatementCacheSize: c.PreparedStatementCacheSize,
+		ShutdownTimeout:            time.Duration(c.ShutdownTimeout),
 		InstanceID:                 c.InstanceID,
 		TwoPhaseTimeout:            time.Duration(c.TwoPhaseTimeout),
 		Logger:                     logger,

@@ -65,6 +65,9 @@ func TestDefaults(t *testing.T) {
 		PreparedStatementCacheSize: 500,
 		InstanceID:                 proxy.DefaultInstanceID(),
 		TwoPhaseTimeout:            Duration(time.Minute),
+		ShutdownTimeout:            Duration(30 * time.Second),
+		LogFormat:                  "text",
+		LogLevel:                   "info",
 		Users:                      []User{{Name: "app", Password: "app", Auth: proxy.AuthSCRAM}},
 		Databases: []Database{{
 			Name:           "app",
@@ -480,6 +483,7 @@ databases:
 		PreparedStatementCacheSize: 7,
 		InstanceID:                 proxy.DefaultInstanceID(),
 		TwoPhaseTimeout:            time.Minute,
+		ShutdownTimeout:            30 * time.Second,
 		Logger:                     logger,
 	}
 	if !reflect.DeepEqual(o, want) {

@@ -42,6 +42,17 @@ func validate(c *Config, r *reporter) {
 	checkDuration(r, "server_lifetime", c.ServerLifetime, true)
 	checkDuration(r, "query_wait_timeout", c.QueryWaitTimeout, true)
 	checkDuration(r, "two_phase_timeout", c.TwoPhaseTimeout, false)
+	checkDuration(r, "shutdown_timeout", c.ShutdownTimeout, false)
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		r.add("log_format", "unknown log format %q; use text or json", c.LogFormat)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		r.add("log_level", "unknown log level %q; use debug, info, warn or error", c.LogLevel)
+	}
 	if !instanceID.MatchString(c.InstanceID) {
 		r.add("instance_id", "%q: use 1 to 64 letters, digits, '_', '.' or '-' (it goes into the names of prepared transactions)", c.InstanceID)
 	}

@@ -81,7 +81,7 @@ func (s *session) copyInStart(d decision, body []byte) error {
 	ci := &copyIn{s: s, plan: cp, byShard: map[int]*scatterPart{}, sink: newScatterSink(), inTx: inTx,
 		atomic: !inTx && len(d.shards) > 1}
 	split, err := parser.NewCopySplitter(parser.CopySplitterConfig{Options: cp.stmt.Options, KeyColumn: key,
-		KeyName: ru.Key, MaxRowLen: s.srv.opts.MaxMessageSize}, ci)
+		KeyName: ru.Key, MaxRowLen: s.srv.current().opts.MaxMessageSize}, ci)
 	if err != nil {
 		return toCopyError(err)
 	}

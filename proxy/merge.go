@@ -297,7 +297,7 @@ func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decis
 		sets    [][]map[string]struct{} // per group, per count(DISTINCT) column
 		held    int
 	)
-	limit := s.srv.opts.MaxMergeMemory
+	limit := s.srv.current().opts.MaxMergeMemory
 	tooBig := func() {
 		g.fail(&pgError{Severity: "ERROR", Code: codeProgramLimit,
 			Message: fmt.Sprintf("the shards' groups need more than max_merge_memory (%d kB) to merge", limit>>10),

@@ -38,13 +38,3 @@ func (s *Server) Pause(ctx context.Context, db string) error { return errNotYet 
 // Resume lets the held transactions of db (every database when empty)
 // go on (admin work).
 func (s *Server) Resume(db string) error { return errNotYet }
-
-// Reload re-reads the configuration through Options.LoadConfig and applies
-// it to new transactions; an invalid one changes nothing and is returned
-// (reload work).
-func (s *Server) Reload() error { return errNotYet }
-
-// Shutdown stops the server: graceful lets running transactions finish up
-// to Options.ShutdownTimeout, otherwise clients are closed at once
-// (shutdown work).
-func (s *Server) Shutdown(graceful bool) {}

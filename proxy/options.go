@@ -202,6 +202,14 @@ type Options struct {
 	// must be before recovery decides them (DefaultTwoPhaseTimeout).
 	TwoPhaseTimeout time.Duration
 
+	// ShutdownTimeout bounds how long a graceful Shutdown waits for
+	// running transactions (DefaultShutdownTimeout).
+	ShutdownTimeout time.Duration
+
+	// LoadConfig, when set, reads the configuration again for Reload
+	// (SIGHUP, the admin console's RELOAD).
+	LoadConfig func() (Options, error)
+
 	// Logger receives the proxy's logs; nil discards them.
 	Logger *slog.Logger
 }

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"slices"
+	"maps"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -36,10 +38,11 @@ const (
 // Server accepts clients and runs their sessions. Create it with NewServer
 // and start it with Run. It is safe for concurrent use.
 type Server struct {
-	opts  Options
-	log   *slog.Logger
-	users map[string]*user
-	dbs   map[string]*database
+	// opts are the options the server started with; what a reload may
+	// change lives in the current snapshot (see reload.go).
+	opts Options
+	log  *slog.Logger
+	snap atomic.Pointer[snapshot]
 	// cache holds the analyses of statement texts, for routing.
 	cache *parser.Cache
 	// tpc is the state of two-phase commits.
@@ -55,6 +58,22 @@ type Server struct {
 	sessions map[cancelKey]*session
 	conns    map[net.Conn]struct{}
 	wg       sync.WaitGroup
+
+	// reloadMu serializes reloads; retired are the databases a reload
+	// replaced whose sessions have not all moved on (reload.go).
+	reloadMu sync.Mutex
+	retired  []*database
+	// stop is closed by Shutdown; graceful says how; force, closed by a
+	// second, immediate Shutdown, cuts a graceful one short.
+	stop, force         chan struct{}
+	stopOnce, forceOnce sync.Once
+	graceful            atomic.Bool
+	// draining: a graceful shutdown waits for sessions to end their
+	// transactions; idle sessions leave.
+	draining atomic.Bool
+	// monitorCtx bounds the background monitors; monitors counts them.
+	monitorCtx context.Context
+	monitors   sync.WaitGroup
 }
 
 type user struct {
@@ -66,6 +85,12 @@ type user struct {
 type database struct {
 	Database
 	rt *routes // nil: one primary, statements unparsed
+	// sessions counts the sessions using this database; retired says a
+	// reload replaced it, so its pools close once none does (reload.go).
+	sessions atomic.Int64
+	retired  atomic.Bool
+	// stopMonitors ends its replica monitor, if it has one.
+	stopMonitors context.CancelFunc
 	// shards hold what is known of each shard's replicas; monitored says
 	// a monitor samples their WAL positions.
 	shards    []*shardState
@@ -88,105 +113,30 @@ type cancelKey struct {
 
 // NewServer checks opts and returns a server that is not yet listening.
 func NewServer(opts Options) (*Server, error) {
-	if opts.ClientLoginTimeout <= 0 {
-		opts.ClientLoginTimeout = DefaultClientLoginTimeout
-	}
-	if opts.MaxMessageSize <= 0 {
-		opts.MaxMessageSize = DefaultMaxMessageSize
-	}
-	if opts.ServerConnectTimeout <= 0 {
-		opts.ServerConnectTimeout = DefaultServerConnectTimeout
-	}
-	if opts.PreparedStatementCacheSize <= 0 {
-		opts.PreparedStatementCacheSize = DefaultPreparedStatementCacheSize
-	}
-	if opts.PoolMode == "" {
-		opts.PoolMode = PoolTransaction
-	}
-	if opts.MaxClientConn <= 0 {
-		opts.MaxClientConn = 10000
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts = withDefaults(opts)
 	s := &Server{
 		opts:     opts,
 		log:      opts.Logger,
-		users:    map[string]*user{},
-		dbs:      map[string]*database{},
 		ready:    make(chan struct{}),
+		stop:     make(chan struct{}),
+		force:    make(chan struct{}),
 		sessions: map[cancelKey]*session{},
 		conns:    map[net.Conn]struct{}{},
 		cache:    parser.NewCache(parseCacheBytes),
 	}
-	if opts.InstanceID == "" {
-		opts.InstanceID = DefaultInstanceID()
-	}
-	if opts.MaxMergeMemory <= 0 {
-		opts.MaxMergeMemory = DefaultMaxMergeMemory
-	}
-	if opts.TwoPhaseTimeout <= 0 {
-		opts.TwoPhaseTimeout = DefaultTwoPhaseTimeout
-	}
-	s.opts = opts
 	s.tpc = newTwoPhase(opts.InstanceID, opts.TwoPhaseTimeout)
 	var errs []error
 	if !instanceIDPattern.MatchString(opts.InstanceID) {
 		errs = append(errs, fmt.Errorf("instance id %q: use 1 to 64 letters, digits, '_', '.' or '-'", opts.InstanceID))
 	}
-	for _, u := range opts.Users {
-		v, err := auth.ParseVerifier(u.Name, u.Password)
-		if err != nil && u.Auth != AuthTrust {
-			errs = append(errs, fmt.Errorf("user %q: %w", u.Name, err))
-			continue
-		}
-		s.users[u.Name] = &user{User: u, verifier: v}
-	}
-	for _, d := range opts.Databases {
-		if len(d.Shards) == 0 {
-			errs = append(errs, fmt.Errorf("database %q has no shards", d.Name))
-			continue
-		}
-		for _, sh := range d.Shards {
-			for _, url := range append([]string{sh.Primary}, sh.Replicas...) {
-				if _, err := pgconn.ParseConfig(url); err != nil {
-					errs = append(errs, fmt.Errorf("database %q shard %q: %w", d.Name, sh.Name, err))
-				}
-			}
-		}
-		if d.PoolSize <= 0 {
-			d.PoolSize = DefaultPoolSize
-		}
-		if d.TwoPhaseCommit && d.BackendUser == "" && len(d.Shards) > 1 {
-			errs = append(errs, fmt.Errorf("database %q: two-phase commit needs backend_user, which recovery logs in as; set it, or turn two_phase_commit off", d.Name))
-		}
-		db := &database{Database: d, pools: map[poolKey]*backendPool{}}
-		if routed(&d) {
-			if opts.PoolMode == PoolSession {
-				errs = append(errs, fmt.Errorf("database %q: pool_mode session cannot route statements to shards or replicas; use transaction", d.Name))
-				continue
-			}
-			rt, err := newRoutes(&d, opts.Logger)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("database %q: %w", d.Name, err))
-				continue
-			}
-			db.rt = rt
-		}
-		for _, sh := range d.Shards {
-			db.shards = append(db.shards, &shardState{replicas: make([]replicaState, len(sh.Replicas))})
-			if len(sh.Replicas) > 0 && d.ReadWriteSplit {
-				db.monitored = d.BackendUser != ""
-			}
-		}
-		if !db.monitored && d.ReadWriteSplit && d.BackendUser == "" {
-			opts.Logger.Warn("replica lag is not monitored without backend_user: max_replica_lag is not enforced and read_your_writes lsn keeps a client's reads on the primary after it writes", "database", d.Name)
-		}
-		s.dbs[d.Name] = db
+	snap, err := s.build(opts, nil)
+	if err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	s.snap.Store(snap)
 	return s, nil
 }
 
@@ -212,15 +162,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	close(s.ready)
-	var monitors sync.WaitGroup
 	mctx, stopMonitors := context.WithCancel(ctx)
+	s.reloadMu.Lock()
+	s.monitorCtx = mctx
+	for _, d := range s.current().dbs {
+		s.startMonitors(d)
+	}
+	s.reloadMu.Unlock()
 	defer func() {
 		stopMonitors()
-		monitors.Wait()
+		s.monitors.Wait()
 	}()
-	monitors.Add(1)
+	s.monitors.Add(1)
 	go func() {
-		defer monitors.Done()
+		defer s.monitors.Done()
 		t := time.NewTicker(recoveryInterval)
 		defer t.Stop()
 		for {
@@ -234,27 +189,21 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			}
 		}
 	}()
-	for _, d := range s.dbs {
-		if d.monitored {
-			monitors.Add(1)
-			go func() {
-				defer monitors.Done()
-				s.monitor(mctx, d)
-			}()
-		}
-	}
 	s.log.Info("listening", "addr", ln.Addr().String(), "pool_mode", string(s.opts.PoolMode))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-s.stop:
+		}
 		ln.Close()
 	}()
 	var tempDelay time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || s.stopping() {
 				break
 			}
 			var ne net.Error
@@ -277,6 +226,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			defer s.track(nc, false)
 			s.serveConn(ctx, nc)
 		}()
+	}
+	if ctx.Err() == nil && s.graceful.Load() {
+		s.drain()
 	}
 	s.shutdown()
 	return nil
@@ -305,7 +257,9 @@ func (s *Server) shutdown() {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
-	for _, d := range s.dbs {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	for _, d := range append(slices.Collect(maps.Values(s.current().dbs)), s.retired...) {
 		d.mu.Lock()
 		for _, p := range d.pools {
 			p.Close()
@@ -338,20 +292,21 @@ func (s *Server) pool(d *database, backendUser, password string, shard, server i
 	}
 	cfg.User = backendUser
 	cfg.Password = password
-	cfg.ConnectTimeout = s.opts.ServerConnectTimeout
+	opts := s.current().opts
+	cfg.ConnectTimeout = opts.ServerConnectTimeout
 	cfg.RuntimeParams = map[string]string{}
 	if sh.Schema != "" {
 		cfg.RuntimeParams["search_path"] = quoteIdent(sh.Schema)
 	}
 	bp := &backendPool{shard: sh.Name, shardIdx: shard, server: server, cfg: cfg,
 		addr: fmt.Sprintf("%s:%d", cfg.Host, cfg.Port), learning: make(chan struct{}, 1)}
-	cacheSize := s.opts.PreparedStatementCacheSize
+	cacheSize := opts.PreparedStatementCacheSize
 	bp.Pool = pool.New(pool.Options[*serverConn]{
 		Size:        d.PoolSize,
 		MinIdle:     d.MinPoolSize,
-		IdleTimeout: s.opts.ServerIdleTimeout,
-		Lifetime:    s.opts.ServerLifetime,
-		WaitTimeout: s.opts.QueryWaitTimeout,
+		IdleTimeout: opts.ServerIdleTimeout,
+		Lifetime:    opts.ServerLifetime,
+		WaitTimeout: opts.QueryWaitTimeout,
 		Dial: func(ctx context.Context) (*serverConn, error) {
 			c, err := dialServer(ctx, bp, cfg, cacheSize)
 			if err != nil {

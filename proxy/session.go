@@ -80,6 +80,10 @@ type session struct {
 	// known committed (reads on that shard's replicas must not miss it).
 	lastCommit map[int]time.Time
 
+	// reading: the session waits for the client's next message (a
+	// graceful shutdown wakes it with a read deadline).
+	reading atomic.Bool
+
 	// lostMidRound is set by backendLost when the client had sent part of
 	// an extended-protocol round; the session goroutine then skips to Sync.
 	lostMidRound atomic.Bool
@@ -180,9 +184,21 @@ func (s *session) serve() error {
 	for {
 		if s.cr.Buffered() == 0 {
 			s.endBatch()
+			if s.leaveForShutdown(nil) {
+				return errShuttingDown
+			}
+			s.reading.Store(true)
 		}
 		typ, n, err := peekHeader(s.cr)
+		s.reading.Store(false)
 		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && s.srv.draining.Load() {
+				if s.leaveForShutdown(err) {
+					return errShuttingDown
+				}
+				continue // a transaction runs: serve it to its end
+			}
 			return err
 		}
 		if n < 0 {
@@ -197,8 +213,8 @@ func (s *session) serve() error {
 			}
 			continue
 		}
-		if n > s.srv.opts.MaxMessageSize {
-			return newFatal(codeProgramLimit, "message of %d bytes exceeds max_message_size (%d bytes)", n, s.srv.opts.MaxMessageSize)
+		if n > s.srv.current().opts.MaxMessageSize {
+			return newFatal(codeProgramLimit, "message of %d bytes exceeds max_message_size (%d bytes)", n, s.srv.current().opts.MaxMessageSize)
 		}
 		s.cr.Discard(headerLen)
 		s.body, err = readFull(s.cr, s.body, n)
@@ -416,7 +432,7 @@ func (s *session) acquire() (*serverConn, error) {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return nil, &pgError{Severity: "ERROR", Code: codeTooManyConnections, err: err,
-			Message: fmt.Sprintf("timed out after %s waiting for a connection to server %s (all %d in use)", s.srv.opts.QueryWaitTimeout, s.pool.shard, s.db.PoolSize),
+			Message: fmt.Sprintf("timed out after %s waiting for a connection to server %s (all %d in use)", s.srv.current().opts.QueryWaitTimeout, s.pool.shard, s.db.PoolSize),
 			Hint:    "Raise pool_size or query_wait_timeout, or shorten transactions."}
 	case errors.Is(err, context.Canceled):
 		return nil, newFatal(codeAdminShutdown, "pgshard is shutting down")
@@ -602,6 +618,7 @@ func (s *session) giveBack(c *serverConn) {
 
 // query handles a simple Query message.
 func (s *session) query(body []byte) error {
+	s.refreshDB()
 	sql := bodyString(body)
 	var stmts []parser.Statement
 	if s.mode != PoolSession {
@@ -716,6 +733,7 @@ func (s *session) deallocate(st parser.Statement) bool {
 
 // parse handles a Parse message.
 func (s *session) parse(body []byte) error {
+	s.refreshDB()
 	if s.mode == PoolSession {
 		return s.forwardNew('P', body, entry{kind: eParse})
 	}
@@ -1104,8 +1122,8 @@ func (s *session) returnBackend(c *serverConn) {
 	if status != 'I' {
 		queries = append(queries, "ROLLBACK")
 	}
-	if needReset && s.srv.opts.ServerResetQuery != "" {
-		queries = append(queries, s.srv.opts.ServerResetQuery)
+	if needReset && s.srv.current().opts.ServerResetQuery != "" {
+		queries = append(queries, s.srv.current().opts.ServerResetQuery)
 	}
 	if clean && len(queries) > 0 {
 		s.mu.Lock()
@@ -1138,7 +1156,7 @@ func (s *session) returnBackend(c *serverConn) {
 	}
 	clean = clean && s.q.len() == 0 && s.txStatus == 'I'
 	if clean && needReset {
-		if strings.EqualFold(strings.TrimSpace(s.srv.opts.ServerResetQuery), "DISCARD ALL") {
+		if strings.EqualFold(strings.TrimSpace(s.srv.current().opts.ServerResetQuery), "DISCARD ALL") {
 			s.connUnknown = false
 			s.params = map[string]string{}
 			c.prepared.clear()
@@ -1353,6 +1371,11 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 		s.mu.Unlock()
 		if release {
 			s.giveBack(c)
+			if s.srv.draining.Load() {
+				// Between transactions during a graceful shutdown: wake the
+				// session before the client can send more, so it leaves.
+				s.nc.SetReadDeadline(time.Now())
+			}
 		}
 	}
 	if (c.br.Buffered() == 0 || release) && s.clientErr == nil {

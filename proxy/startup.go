@@ -46,10 +46,10 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	id := s.nextID.Add(1)
 	log := s.log.With("conn_id", id, "client", nc.RemoteAddr().String())
 	defer nc.Close()
-	overLimit := s.clients.Add(1) > int64(s.opts.MaxClientConn)
+	overLimit := s.clients.Add(1) > int64(s.current().opts.MaxClientConn)
 	defer s.clients.Add(-1)
 
-	nc.SetDeadline(time.Now().Add(s.opts.ClientLoginTimeout))
+	nc.SetDeadline(time.Now().Add(s.current().opts.ClientLoginTimeout))
 	conn, br, st, err := s.negotiate(ctx, nc)
 	if err != nil {
 		if !errors.Is(err, io.EOF) && !errors.Is(err, errCancelHandled) {
@@ -72,6 +72,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		return
 	}
 	defer s.unregister(sess)
+	defer sess.leaveDB()
 	defer sess.close()
 	nc.SetDeadline(time.Time{})
 	sess.log.Info("client connected", "pool_mode", string(sess.mode))
@@ -93,6 +94,28 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 
 var errCancelHandled = errors.New("cancel request handled")
 
+// sessionPool returns the backend credentials a session of user u on db
+// uses and the pool its statements go to unless routed elsewhere.
+func (s *Server) sessionPool(db *database, u *user, userName string) (string, string, *backendPool, error) {
+	backendUser, backendPassword := db.BackendUser, db.BackendPassword
+	if backendUser == "" {
+		pw, ok := u.verifier.Plain()
+		if !ok && u.Auth != AuthTrust {
+			return "", "", nil, newFatal(codeInvalidAuthSpec, "database %q has no backend_user and the password of user %q is not plain text, so pgshard cannot log in to the backend", db.Name, userName)
+		}
+		backendUser, backendPassword = userName, pw
+	}
+	def := 0
+	if db.rt != nil {
+		def = db.rt.def
+	}
+	bp, err := s.pool(db, backendUser, backendPassword, def, 0)
+	if err != nil {
+		return "", "", nil, newFatal(codeConnectionFailure, "database %q: %v", db.Name, err)
+	}
+	return backendUser, backendPassword, bp, nil
+}
+
 // negotiate reads startup packets until a StartupMessage, answering
 // SSLRequest and GSSENCRequest and serving CancelRequest.
 func (s *Server) negotiate(ctx context.Context, nc net.Conn) (net.Conn, *bufio.Reader, *startup, error) {
@@ -112,11 +135,11 @@ func (s *Server) negotiate(ctx context.Context, nc net.Conn) (net.Conn, *bufio.R
 				// by a man in the middle; PostgreSQL refuses them too.
 				return conn, nil, nil, newFatal(codeProtocolViolation, "received unencrypted data after SSL request")
 			}
-			if code == sslRequestCode && s.opts.TLS != nil && !secured {
+			if code == sslRequestCode && s.current().opts.TLS != nil && !secured {
 				if _, err := conn.Write([]byte{'S'}); err != nil {
 					return conn, nil, nil, err
 				}
-				tc := tls.Server(nc, s.opts.TLS)
+				tc := tls.Server(nc, s.current().opts.TLS)
 				if err := tc.HandshakeContext(ctx); err != nil {
 					return conn, nil, nil, fmt.Errorf("TLS handshake: %w", err)
 				}
@@ -226,34 +249,22 @@ func (s *Server) login(ctx context.Context, conn net.Conn, br *bufio.Reader, st 
 	}
 	if overLimit {
 		return nil, &pgError{Severity: "FATAL", Code: codeTooManyConnections, Message: "sorry, too many clients already",
-			Hint: fmt.Sprintf("pgshard accepts at most %d client connections (max_client_conn).", s.opts.MaxClientConn)}
+			Hint: fmt.Sprintf("pgshard accepts at most %d client connections (max_client_conn).", s.current().opts.MaxClientConn)}
 	}
 	// Authenticate first, as PostgreSQL does, so database names cannot be
 	// probed without a password.
-	u := s.users[userName]
+	conf := s.current()
+	u := conf.users[userName]
 	if err := s.authenticate(cw, br, u, userName); err != nil {
 		return nil, err
 	}
-	db := s.dbs[dbName]
+	db := conf.dbs[dbName]
 	if db == nil {
 		return nil, newFatal(codeInvalidCatalog, "database %q does not exist", dbName)
 	}
-
-	backendUser, backendPassword := db.BackendUser, db.BackendPassword
-	if backendUser == "" {
-		pw, ok := u.verifier.Plain()
-		if !ok && u.Auth != AuthTrust {
-			return nil, newFatal(codeInvalidAuthSpec, "database %q has no backend_user and the password of user %q is not plain text, so pgshard cannot log in to the backend", dbName, userName)
-		}
-		backendUser, backendPassword = userName, pw
-	}
-	def := 0
-	if db.rt != nil {
-		def = db.rt.def
-	}
-	bp, err := s.pool(db, backendUser, backendPassword, def, 0)
+	backendUser, backendPassword, bp, err := s.sessionPool(db, u, userName)
 	if err != nil {
-		return nil, newFatal(codeConnectionFailure, "database %q: %v", dbName, err)
+		return nil, err
 	}
 	sess := &session{
 		srv:     s,
@@ -292,7 +303,7 @@ func (s *Server) login(ctx context.Context, conn net.Conn, br *bufio.Reader, st 
 		case bp.learning <- struct{}{}:
 		case <-ctx.Done():
 			return nil, newFatal(codeAdminShutdown, "pgshard is shutting down")
-		case <-time.After(s.opts.ClientLoginTimeout):
+		case <-time.After(s.current().opts.ClientLoginTimeout):
 			return nil, newFatal(codeConnectionFailure, "timed out waiting for server %s to accept a connection", bp.addr)
 		}
 		var err error
@@ -335,6 +346,7 @@ func (s *Server) login(ctx context.Context, conn net.Conn, br *bufio.Reader, st 
 		sess.close()
 		return nil, err
 	}
+	sess.db.sessions.Add(1) // until leaveDB
 	return sess, nil
 }
 

@@ -244,7 +244,7 @@ func onShard(pe *pgError, tp *txPart, what string) *pgError {
 // every recoveryInterval until ctx ends.
 func (s *Server) recoverTwoPhase(ctx context.Context, startup bool) error {
 	var errs []error
-	for _, d := range s.dbs {
+	for _, d := range s.current().dbs {
 		if !d.TwoPhaseCommit || len(d.Shards) < 2 {
 			continue
 		}

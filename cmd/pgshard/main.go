@@ -1,11 +1,15 @@
 // Command pgshard runs the pgshard PostgreSQL sharding proxy.
+//
+// Signals: SIGHUP reloads the configuration file; SIGTERM stops accepting
+// clients and lets running transactions finish (up to shutdown_timeout);
+// SIGINT, or a second SIGTERM, closes every client at once. A clean stop
+// exits 0.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -17,27 +21,25 @@ import (
 
 func main() {
 	configPath := flag.String("config", "proxy.yaml", "path to the YAML configuration")
-	logLevel := flag.String("log-level", "info", "debug | info | warn | error")
+	logLevel := flag.String("log-level", "", "debug | info | warn | error (default: the config's log_level)")
 	version := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
 	if *version {
 		fmt.Println("pgshard", buildVersion())
 		return
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintln(os.Stderr, "pgshard: -log-level:", err)
-		os.Exit(2)
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if err := run(*configPath, logger); err != nil {
+	if err := run(*configPath, *logLevel); err != nil {
 		fmt.Fprintln(os.Stderr, "pgshard:", err)
 		os.Exit(1)
 	}
 }
 
-func run(path string, logger *slog.Logger) error {
+func run(path, levelFlag string) error {
 	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel, levelFlag)
 	if err != nil {
 		return err
 	}
@@ -45,14 +47,37 @@ func run(path string, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	opts.LoadConfig = func() (proxy.Options, error) {
+		cfg, err := config.Load(path)
+		if err != nil {
+			return proxy.Options{}, err
+		}
+		return cfg.ProxyOptions(logger)
+	}
 	srv, err := proxy.NewServer(opts)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sigs)
+	go func() {
+		for sig := range sigs {
+			switch sig {
+			case syscall.SIGHUP:
+				srv.Reload() // logs the outcome
+			case syscall.SIGTERM:
+				logger.Info("SIGTERM: shutting down once running transactions end")
+				srv.Shutdown(true)
+				signal.Reset(syscall.SIGTERM) // a second one kills
+			default:
+				logger.Info("SIGINT: shutting down now")
+				srv.Shutdown(false)
+			}
+		}
+	}()
 	logger.Info("pgshard starting", "version", buildVersion(), "config", path)
-	return srv.Run(ctx)
+	return srv.Run(context.Background())
 }
 
 func buildVersion() string {
