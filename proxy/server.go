@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"slices"
-	"maps"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -10,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
