@@ -214,26 +214,31 @@ func TestTwoPhaseRecovery(t *testing.T) {
 	// The decision table exists once a pgshard has started.
 	startRoutingProxy(t, rc, routingOptions{noNotices: true, instanceID: "crashed"})
 	keys := rc.intKeys(t, usersRule, 3000, 2)
+	// Transaction ids of their own, so that the test can run again while
+	// the decisions of an earlier run are not cleaned yet.
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	gid := func(xid string, part int) string { return fmt.Sprintf("pgshard:crashed:%s%s:%d", xid, run, part) }
 	prepare := func(shard, id int, gid string) {
 		directExec(t, rc.shards[shard], fmt.Sprintf("SET ROLE app; BEGIN; INSERT INTO users (id, name) VALUES (%d, 'r'); PREPARE TRANSACTION '%s'", id, gid))
 	}
 	// xid A: coordinator (part 0, shard 0) committed its decision; part 1
 	// on shard 1 and part 2 on shard 2 are left prepared.
-	directExec(t, rc.shards[0], fmt.Sprintf("INSERT INTO users (id, name) VALUES (%d, 'r'); INSERT INTO pgshard.commit_decisions (xid) VALUES ('crashed:A')", keys[0][0]))
-	prepare(1, keys[1][0], "pgshard:crashed:A:1")
-	prepare(2, keys[2][0], "pgshard:crashed:A:2")
+	directExec(t, rc.shards[0], fmt.Sprintf("INSERT INTO users (id, name) VALUES (%d, 'r'); INSERT INTO pgshard.commit_decisions (xid) VALUES ('crashed:A%s')", keys[0][0], run))
+	prepare(1, keys[1][0], gid("A", 1))
+	prepare(2, keys[2][0], gid("A", 2))
 	// xid B: everything prepared, the coordinator too: not decided.
-	prepare(0, keys[0][1], "pgshard:crashed:B:0")
-	prepare(1, keys[1][1], "pgshard:crashed:B:1")
+	prepare(0, keys[0][1], gid("B", 0))
+	prepare(1, keys[1][1], gid("B", 1))
 	// xid C: the coordinator never prepared (no decision): roll back.
-	prepare(2, keys[2][1], "pgshard:crashed:C:1")
+	prepare(2, keys[2][1], gid("C", 1))
 	// Another instance's, recent: left alone.
-	prepare(1, 3999999, "pgshard:other:D:1")
-	t.Cleanup(func() { directExec(t, rc.shards[1], "ROLLBACK PREPARED 'pgshard:other:D:1'") })
+	other := "pgshard:other:D" + run + ":1"
+	prepare(1, 3999999, other)
+	t.Cleanup(func() { directExec(t, rc.shards[1], "ROLLBACK PREPARED '"+other+"'") })
 
 	startRoutingProxy(t, rc, routingOptions{noNotices: true, instanceID: "crashed"})
 	rc.checkShardRows(t, [][]string{{strconv.Itoa(keys[0][0])}, {strconv.Itoa(keys[1][0])}, {strconv.Itoa(keys[2][0])}}, "SELECT id FROM users WHERE id < 3999999")
-	rc.checkShardRows(t, [][]string{nil, {"pgshard:other:D:1"}, nil}, "SELECT gid FROM pg_prepared_xacts")
+	rc.checkShardRows(t, [][]string{nil, {other}, nil}, "SELECT gid FROM pg_prepared_xacts")
 }
 
 // TestCrossShardCopy: COPY FROM STDIN into a sharded table sends each
