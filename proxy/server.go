@@ -128,6 +128,7 @@ func NewServer(opts Options) (*Server, error) {
 	if opts.TwoPhaseTimeout <= 0 {
 		opts.TwoPhaseTimeout = DefaultTwoPhaseTimeout
 	}
+	healthDefaults(&opts)
 	s.opts = opts
 	s.tpc = newTwoPhase(opts.InstanceID, opts.TwoPhaseTimeout)
 	var errs []error
@@ -174,7 +175,7 @@ func NewServer(opts Options) (*Server, error) {
 			db.rt = rt
 		}
 		for _, sh := range d.Shards {
-			db.shards = append(db.shards, &shardState{replicas: make([]replicaState, len(sh.Replicas))})
+			db.shards = append(db.shards, newShardState(len(sh.Replicas)))
 			if len(sh.Replicas) > 0 && d.ReadWriteSplit {
 				db.monitored = d.BackendUser != ""
 			}
@@ -235,11 +236,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	}()
 	for _, d := range s.dbs {
-		if d.monitored {
+		if d.checked() {
 			monitors.Add(1)
 			go func() {
 				defer monitors.Done()
-				s.monitor(mctx, d)
+				s.checkHealth(mctx, d)
 			}()
 		}
 	}
@@ -321,6 +322,9 @@ func (s *Server) nextToken() uint64 { return s.tokens.Add(1) }
 // is the primary, i the i-th replica) for a backend identity, creating it
 // on first use.
 func (s *Server) pool(d *database, backendUser, password string, shard, server int) (*backendPool, error) {
+	if server == 0 {
+		server = d.writer(shard) // a replica role: auto promoted (health.go)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	key := poolKey{user: backendUser, shard: shard, server: server}
@@ -354,6 +358,7 @@ func (s *Server) pool(d *database, backendUser, password string, shard, server i
 		WaitTimeout: s.opts.QueryWaitTimeout,
 		Dial: func(ctx context.Context) (*serverConn, error) {
 			c, err := dialServer(ctx, bp, cfg, cacheSize)
+			s.dialed(ctx, d, bp, err)
 			if err != nil {
 				s.log.Warn("backend connection failed", "database", d.Name, "shard", sh.Name, "server", bp.addr, "error", err)
 			}
