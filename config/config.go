@@ -39,6 +39,9 @@ const (
 	defaultAuth                       = proxy.AuthSCRAM
 	defaultPoolSize                   = 20
 	defaultMinPoolSize                = 0
+	defaultHealthCheckInterval        = Duration(proxy.DefaultHealthCheckInterval)
+	defaultHealthCheckTimeout         = Duration(proxy.DefaultHealthCheckTimeout)
+	defaultBanTime                    = Duration(proxy.DefaultBanTime)
 )
 
 // reservedDatabase is the database name clients use to reach the admin
@@ -103,6 +106,16 @@ type Config struct {
 	// TwoPhaseTimeout is how old another instance's prepared transactions
 	// must be before recovery decides them.
 	TwoPhaseTimeout Duration `yaml:"two_phase_timeout"`
+
+	// HealthCheckInterval is how often every backend server of a database
+	// with a backend_user is checked (connect, query, within
+	// HealthCheckTimeout).
+	HealthCheckInterval Duration `yaml:"health_check_interval"`
+	// HealthCheckTimeout bounds one health check, connecting included.
+	HealthCheckTimeout Duration `yaml:"health_check_timeout"`
+	// BanTime is how long a replica that failed, or that BAN named, is left
+	// out of reads.
+	BanTime Duration `yaml:"ban_time"`
 
 	// Users are the client identities the proxy accepts.
 	Users []User `yaml:"users"`
@@ -196,7 +209,22 @@ type Shard struct {
 	// (selected with search_path), so several shards can share a server and
 	// database; empty means the database's own schemas.
 	Schema string `yaml:"schema"`
+	// Role is static (or empty, the default: Primary takes the writes) or
+	// auto: when Primary is down and a replica is found promoted, it takes
+	// them.
+	Role ShardRole `yaml:"role"`
 }
+
+// ShardRole says which of a shard's servers takes its writes.
+type ShardRole string
+
+const (
+	// RoleStatic: the configured primary, always.
+	RoleStatic ShardRole = "static"
+	// RoleAuto: the primary, or, while it is down, a replica that the
+	// health checks find promoted (no longer in recovery).
+	RoleAuto ShardRole = "auto"
+)
 
 // Load reads and parses the configuration file at path. Its errors are those
 // of Parse, under a first line naming the file.
@@ -297,6 +325,9 @@ func applyDefaults(c *Config, idx *index) {
 	set("log_level", func() { c.LogLevel = defaultLogLevel })
 	set("instance_id", func() { c.InstanceID = proxy.DefaultInstanceID() })
 	set("two_phase_timeout", func() { c.TwoPhaseTimeout = Duration(proxy.DefaultTwoPhaseTimeout) })
+	set("health_check_interval", func() { c.HealthCheckInterval = defaultHealthCheckInterval })
+	set("health_check_timeout", func() { c.HealthCheckTimeout = defaultHealthCheckTimeout })
+	set("ban_time", func() { c.BanTime = defaultBanTime })
 	for i := range c.Users {
 		u := &c.Users[i]
 		set(fmt.Sprintf("users[%d].auth", i), func() { u.Auth = defaultAuth })
@@ -333,6 +364,9 @@ func (c *Config) ProxyOptions(logger *slog.Logger) (proxy.Options, error) {
 		ShutdownTimeout:            time.Duration(c.ShutdownTimeout),
 		InstanceID:                 c.InstanceID,
 		TwoPhaseTimeout:            time.Duration(c.TwoPhaseTimeout),
+		HealthCheckInterval:        time.Duration(c.HealthCheckInterval),
+		HealthCheckTimeout:         time.Duration(c.HealthCheckTimeout),
+		BanTime:                    time.Duration(c.BanTime),
 		Logger:                     logger,
 	}
 	if c.TLS.CertFile != "" || c.TLS.KeyFile != "" {
@@ -369,7 +403,8 @@ func (c *Config) ProxyOptions(logger *slog.Logger) (proxy.Options, error) {
 			pd.ReadYourWrites.Window = d.ReadYourWrites.Window
 		}
 		for _, s := range d.Shards {
-			pd.Shards = append(pd.Shards, proxy.Shard{Name: s.Name, Primary: s.Primary, Replicas: slices.Clone(s.Replicas), Schema: s.Schema})
+			pd.Shards = append(pd.Shards, proxy.Shard{Name: s.Name, Primary: s.Primary, Replicas: slices.Clone(s.Replicas), Schema: s.Schema,
+				RoleAuto: s.Role == RoleAuto})
 		}
 		for _, t := range d.Tables {
 			pt := proxy.TableRule{Name: t.Name, Pattern: t.Pattern, Replicated: t.Replicated, Key: t.Key,

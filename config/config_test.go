@@ -68,6 +68,9 @@ func TestDefaults(t *testing.T) {
 		ShutdownTimeout:            Duration(30 * time.Second),
 		LogFormat:                  "text",
 		LogLevel:                   "info",
+		HealthCheckInterval:        Duration(10 * time.Second),
+		HealthCheckTimeout:         Duration(3 * time.Second),
+		BanTime:                    Duration(time.Minute),
 		Users:                      []User{{Name: "app", Password: "app", Auth: proxy.AuthSCRAM}},
 		Databases: []Database{{
 			Name:           "app",
@@ -137,7 +140,7 @@ func TestErrors(t *testing.T) {
 		{"empty lists", "users: []\ndatabases: []\n", []string{"users: at least one user is required (line 1)", "databases: at least one database is required (line 2)"}},
 		{"unknown key", "lisen: x\n" + okBoth, []string{"lisen: unknown key; valid keys here: listen, pool_mode,", "(line 1)"}},
 		{"unknown nested key", okUsers + db("name: app", `shards: [{name: s0, primary: "postgres://h/app", primry: x}]`),
-			[]string{"databases[0].shards[0].primry: unknown key; valid keys here: name, primary, replicas, schema (line 5)"}},
+			[]string{"databases[0].shards[0].primry: unknown key; valid keys here: name, primary, replicas, schema, role (line 5)"}},
 		{"duplicate key", "listen: a:1\nlisten: b:2\n" + okBoth, []string{"listen: duplicate key (first set on line 1) (line 2)"}},
 		{"wrong type", "max_client_conn: lots\n" + okBoth, []string{`max_client_conn: expected an integer, got a string "lots" (line 1)`}},
 		{"list expected", "users: {name: app, password: app}\n" + okDBs, []string{"users: expected a list, got a mapping (line 1)"}},
@@ -165,6 +168,13 @@ func TestErrors(t *testing.T) {
 		{"duration negative", "server_idle_timeout: -1s\n" + okBoth, []string{"server_idle_timeout: must not be negative"}},
 		{"duration negative lifetime", "server_lifetime: -1h\n" + okBoth, []string{"server_lifetime: must not be negative"}},
 		{"duration negative wait", "query_wait_timeout: -5ms\n" + okBoth, []string{"query_wait_timeout: must not be negative"}},
+		{"health check interval zero", "health_check_interval: 0s\n" + okBoth, []string{"health_check_interval: must be greater than 0"}},
+		{"health check timeout negative", "health_check_timeout: -1s\n" + okBoth, []string{"health_check_timeout: must not be negative"}},
+		{"ban time zero", "ban_time: 0\n" + okBoth, []string{"ban_time: must be greater than 0"}},
+		{"shard role unknown", okUsers + db("name: app", "backend_user: app", `shards: [{name: s0, primary: "host=a", role: primary}]`),
+			[]string{`databases[0].shards[0].role: unknown role "primary"; use static or auto`}},
+		{"shard role auto without backend_user", okUsers + db("name: app", `shards: [{name: s0, primary: "host=a", replicas: ["host=b"], role: auto}]`),
+			[]string{"databases[0].shards[0].role: auto needs backend_user"}},
 		{"duration no unit", "client_login_timeout: 15\n" + okBoth, []string{`client_login_timeout: invalid duration "15": use a number with a unit, such as 500ms, 15s, 10m or 1h (line 1)`}},
 		{"duration list", "server_lifetime: [1h]\n" + okBoth, []string{"server_lifetime: expected a duration such as 15s, got a list"}},
 		{"size unit", "max_message_size: 64mb\n" + okBoth, []string{`max_message_size: invalid size "64mb": use a whole number of bytes or one with a unit B, kB, MB or GB (such as 64MB) (line 1)`}},
@@ -441,6 +451,8 @@ server_idle_timeout: 0
 server_lifetime: 30m
 query_wait_timeout: 500ms
 prepared_statement_cache_size: 7
+health_check_interval: 200ms
+ban_time: 5s
 users:
   - {name: app, password: app}
   - {name: md, password: ` + md5App + `, auth: md5}
@@ -451,8 +463,8 @@ databases:
     pool_size: 4
     min_pool_size: 1
     shards:
-      - {name: s0, primary: "host=a", replicas: ["host=b", "host=c"]}
-      - {name: s1, primary: "host=d"}
+      - {name: s0, primary: "host=a", replicas: ["host=b", "host=c"], role: auto}
+      - {name: s1, primary: "host=d", role: static}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -471,7 +483,7 @@ databases:
 		PoolMode:      proxy.PoolSession,
 		MaxClientConn: 50,
 		Users:         []proxy.User{{Name: "app", Password: "app", Auth: proxy.AuthSCRAM}, {Name: "md", Password: md5App, Auth: proxy.AuthMD5}},
-		Databases: []proxy.Database{{Name: "app", BackendUser: "owner", BackendPassword: "pw", PoolSize: 4, MinPoolSize: 1, Shards: []proxy.Shard{{Name: "s0", Primary: "host=a", Replicas: []string{"host=b", "host=c"}}, {Name: "s1", Primary: "host=d"}},
+		Databases: []proxy.Database{{Name: "app", BackendUser: "owner", BackendPassword: "pw", PoolSize: 4, MinPoolSize: 1, Shards: []proxy.Shard{{Name: "s0", Primary: "host=a", Replicas: []string{"host=b", "host=c"}, RoleAuto: true}, {Name: "s1", Primary: "host=d"}},
 			DefaultShard: "s0", LoadBalance: proxy.LoadBalanceRoundRobin, ReadYourWrites: proxy.ReadYourWrites{LSN: true}, MaxReplicaLag: 16 << 20, CrossShard: proxy.CrossShardAllow,
 			TwoPhaseCommit: true}},
 		ClientLoginTimeout:         3 * time.Second,
@@ -484,6 +496,9 @@ databases:
 		InstanceID:                 proxy.DefaultInstanceID(),
 		TwoPhaseTimeout:            time.Minute,
 		ShutdownTimeout:            30 * time.Second,
+		HealthCheckInterval:        200 * time.Millisecond,
+		HealthCheckTimeout:         3 * time.Second,
+		BanTime:                    5 * time.Second,
 		Logger:                     logger,
 	}
 	if !reflect.DeepEqual(o, want) {

@@ -53,6 +53,9 @@ func validate(c *Config, r *reporter) {
 	default:
 		r.add("log_level", "unknown log level %q; use debug, info, warn or error", c.LogLevel)
 	}
+	checkDuration(r, "health_check_interval", c.HealthCheckInterval, false)
+	checkDuration(r, "health_check_timeout", c.HealthCheckTimeout, false)
+	checkDuration(r, "ban_time", c.BanTime, false)
 	if !instanceID.MatchString(c.InstanceID) {
 		r.add("instance_id", "%q: use 1 to 64 letters, digits, '_', '.' or '-' (it goes into the names of prepared transactions)", c.InstanceID)
 	}
@@ -219,6 +222,11 @@ func checkDatabases(r *reporter, dbs []Database, plain []bool) {
 			r.add(p+".min_pool_size", "must be between 0 and pool_size (%d)", d.PoolSize)
 		}
 		checkShards(r, p, d.Shards)
+		for j, s := range d.Shards {
+			if s.Role == RoleAuto && d.BackendUser == "" {
+				r.add(fmt.Sprintf("%s.shards[%d].role", p, j), "auto needs backend_user: the health checks that find a promoted replica log in as it")
+			}
+		}
 		checkRouting(r, p, &dbs[i])
 	}
 	if len(clientLogin) == 0 {
@@ -256,6 +264,11 @@ func checkShards(r *reporter, db string, shards []Shard) {
 			r.add(p+".name", "duplicate shard %q (also shards[%d])", s.Name, j)
 		default:
 			seen[s.Name] = i
+		}
+		switch s.Role {
+		case "", RoleStatic, RoleAuto:
+		default:
+			r.add(p+".role", "unknown role %q; use static or auto", s.Role)
 		}
 		if s.Schema != "" {
 			if msg := checkIdentifier(s.Schema); msg != "" {

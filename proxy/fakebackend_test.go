@@ -48,15 +48,11 @@ func startFakeBackend(t testing.TB) *fakeBackend {
 			if err != nil {
 				return
 			}
-			fb.mu.Lock()
-			fb.conns++
-			id := fb.conns
-			fb.mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				fb.serve(id, c)
+				fb.serve(c)
 			}()
 		}
 	}()
@@ -90,7 +86,7 @@ func (fb *fakeBackend) received(substr string) []string {
 	return out
 }
 
-func (fb *fakeBackend) serve(id int, c net.Conn) {
+func (fb *fakeBackend) serve(c net.Conn) {
 	be := pgproto3.NewBackend(c, c)
 	msg, err := be.ReceiveStartupMessage()
 	if err != nil {
@@ -98,10 +94,19 @@ func (fb *fakeBackend) serve(id int, c net.Conn) {
 	}
 	if _, ok := msg.(*pgproto3.SSLRequest); ok {
 		c.Write([]byte{'N'})
-		if _, err := be.ReceiveStartupMessage(); err != nil {
+		if msg, err = be.ReceiveStartupMessage(); err != nil {
 			return
 		}
 	}
+	if sm, ok := msg.(*pgproto3.StartupMessage); ok && sm.Parameters["application_name"] == "pgshard health check" {
+		fb.serveHealthCheck(be)
+		return
+	}
+	// Connections are numbered in the log; the health checks' are not.
+	fb.mu.Lock()
+	fb.conns++
+	id := fb.conns
+	fb.mu.Unlock()
 	be.Send(&pgproto3.AuthenticationOk{})
 	be.Send(&pgproto3.ParameterStatus{Name: "server_version", Value: "15.0-fake"})
 	be.Send(&pgproto3.ParameterStatus{Name: "client_encoding", Value: "UTF8"})
@@ -241,6 +246,34 @@ func (fb *fakeBackend) serve(id int, c net.Conn) {
 			fb.record(id, "? %T", msg)
 			be.Send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "08P01", Message: "invalid frontend message type"})
 			be.Flush()
+			return
+		}
+	}
+}
+
+// serveHealthCheck answers pgshard's health checks: a primary at WAL
+// position 0/1.
+func (fb *fakeBackend) serveHealthCheck(be *pgproto3.Backend) {
+	be.Send(&pgproto3.AuthenticationOk{})
+	be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	if be.Flush() != nil {
+		return
+	}
+	for {
+		msg, err := be.Receive()
+		if err != nil {
+			return
+		}
+		if _, ok := msg.(*pgproto3.Query); !ok {
+			return
+		}
+		be.Send(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
+			{Name: []byte("pg_is_in_recovery"), DataTypeOID: 16, DataTypeSize: 1, TypeModifier: -1},
+			{Name: []byte("lsn"), DataTypeOID: 3220, DataTypeSize: 8, TypeModifier: -1}}})
+		be.Send(&pgproto3.DataRow{Values: [][]byte{[]byte("f"), []byte("0/1")}})
+		be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")})
+		be.Send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+		if be.Flush() != nil {
 			return
 		}
 	}

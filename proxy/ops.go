@@ -24,12 +24,7 @@ type DBStats struct {
 // Stats returns database db's counters (metrics work).
 func (s *Server) Stats(db string) DBStats { return DBStats{} }
 
-// Ban takes the server at host:port out of use for reads until Unban or
-// its ban time ends (health-check work).
-func (s *Server) Ban(hostport string) error { return errNotYet }
-
-// Unban puts a banned server back in use (health-check work).
-func (s *Server) Unban(hostport string) error { return errNotYet }
+// Ban and Unban are in health.go.
 
 // Pause waits until no transaction of database db (every database when
 // db is empty) runs, then holds new ones until Resume (admin work).

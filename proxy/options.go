@@ -48,6 +48,10 @@ type Shard struct {
 	// Schema, when set, makes the shard a schema of Primary's database:
 	// backend connections start with search_path set to it.
 	Schema string
+	// RoleAuto (role: auto) moves the shard's writes to a replica found
+	// promoted while the primary is down; it needs the database's
+	// BackendUser, which the health checks log in as.
+	RoleAuto bool
 }
 
 // Database is a logical database clients connect to by name.
@@ -209,6 +213,16 @@ type Options struct {
 	// LoadConfig, when set, reads the configuration again for Reload
 	// (SIGHUP, the admin console's RELOAD).
 	LoadConfig func() (Options, error)
+	// HealthCheckInterval is how often every server of a database with a
+	// BackendUser is checked (DefaultHealthCheckInterval); where replica
+	// lag is monitored the lag samples, every 200ms, are the checks.
+	HealthCheckInterval time.Duration
+	// HealthCheckTimeout bounds one check, connecting included
+	// (DefaultHealthCheckTimeout).
+	HealthCheckTimeout time.Duration
+	// BanTime is how long a replica that failed, or that Ban named, is
+	// left out of reads (DefaultBanTime).
+	BanTime time.Duration
 
 	// Logger receives the proxy's logs; nil discards them.
 	Logger *slog.Logger

@@ -68,6 +68,7 @@ func withDefaults(opts Options) Options {
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	healthDefaults(&opts)
 	return opts
 }
 
@@ -122,7 +123,7 @@ func (s *Server) build(opts Options, old *snapshot) (*snapshot, error) {
 			db.rt = rt
 		}
 		for _, sh := range d.Shards {
-			db.shards = append(db.shards, &shardState{replicas: make([]replicaState, len(sh.Replicas))})
+			db.shards = append(db.shards, newShardState(len(sh.Replicas)))
 			if len(sh.Replicas) > 0 && d.ReadWriteSplit {
 				db.monitored = d.BackendUser != ""
 			}
@@ -228,10 +229,11 @@ func (s *Server) apply(opts Options) error {
 	return nil
 }
 
-// startMonitors starts the replica monitor of d, if it needs one, until
-// the server stops or d is retired.
+// startMonitors starts the health checks of d's servers (which sample
+// replica lag too), if it has any, until the server stops or d is
+// retired.
 func (s *Server) startMonitors(d *database) {
-	if !d.monitored || s.monitorCtx == nil {
+	if !d.checked() || s.monitorCtx == nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(s.monitorCtx)
@@ -239,7 +241,7 @@ func (s *Server) startMonitors(d *database) {
 	s.monitors.Add(1)
 	go func() {
 		defer s.monitors.Done()
-		s.monitor(ctx, d)
+		s.checkHealth(ctx, d)
 	}()
 }
 

@@ -1,108 +1,48 @@
 package proxy
 
 import (
-	"context"
 	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Replicas serve reads when read_write_split is on. A monitor samples each
-// shard's primary WAL position and each replica's replay position; a
-// replica is used while it answers, lags less than max_replica_lag and,
-// for a client that wrote, provably holds that write.
+// Replicas serve reads when read_write_split is on. The health checks
+// (health.go) sample each shard's primary WAL position and each replica's
+// replay position; a replica is used while it passes its checks, is not
+// banned, lags less than max_replica_lag and, for a client that wrote,
+// provably holds that write.
 
-// replicaInterval is how often the monitor samples WAL positions.
+// replicaInterval is how often the health checks sample WAL positions in
+// a database whose lag is monitored (health.go).
 const replicaInterval = 200 * time.Millisecond
 
-// replicaDownFor is how long a replica that failed stays out of use.
-const replicaDownFor = 2 * time.Second
-
-// shardState is what the monitor knows of one shard's servers.
+// shardState is what the health checks (health.go) know of one shard's
+// servers; it is the one place that knows whether a server is up, banned
+// or promoted.
 type shardState struct {
 	mu       sync.Mutex
 	primary  uint64    // WAL position
 	primAt   time.Time // when it was sampled
 	replicas []replicaState
 	next     uint64 // round robin
+	// health is each server's: [0] the primary, [i] replica i-1.
+	health []serverHealth
+	// writer is the server that takes the shard's writes: 0, or a replica
+	// that role: auto saw promoted while the primary was down.
+	writer int
 }
 
 type replicaState struct {
 	replay    uint64    // replay position, 0 when unknown
 	replayAt  time.Time // when it was sampled (after primAt of that round)
-	downUntil time.Time
-	known     bool // sampled at least once
+	downUntil time.Time // banned for reads until then (Ban, or a failure)
+	known     bool      // sampled at least once
 }
 
-// monitor samples the WAL positions of a database's shards until ctx ends.
-func (s *Server) monitor(ctx context.Context, d *database) {
-	t := time.NewTicker(replicaInterval)
-	defer t.Stop()
-	conns := map[poolKey]*pgconn.PgConn{}
-	defer func() {
-		for _, c := range conns {
-			c.Close(context.Background())
-		}
-	}()
-	query := func(k poolKey, sql string) (uint64, bool) {
-		c := conns[k]
-		if c == nil {
-			p, err := s.pool(d, d.BackendUser, d.BackendPassword, k.shard, k.server)
-			if err != nil {
-				return 0, false
-			}
-			cctx, cancel := context.WithTimeout(ctx, s.opts.ServerConnectTimeout)
-			c, err = pgconn.ConnectConfig(cctx, p.cfg)
-			cancel()
-			if err != nil {
-				return 0, false
-			}
-			conns[k] = c
-		}
-		qctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		rs, err := c.Exec(qctx, sql).ReadAll()
-		if err != nil || len(rs) == 0 || len(rs[0].Rows) == 0 {
-			c.Close(context.Background())
-			delete(conns, k)
-			return 0, false
-		}
-		return parseLSN(string(rs[0].Rows[0][0]))
-	}
-	for {
-		for i := range d.Shards {
-			st := d.shards[i]
-			lsn, ok := query(poolKey{shard: i}, "SELECT pg_current_wal_lsn()")
-			at := time.Now()
-			if ok {
-				st.mu.Lock()
-				st.primary, st.primAt = lsn, at
-				st.mu.Unlock()
-			}
-			for j := range d.Shards[i].Replicas {
-				replay, ok := query(poolKey{shard: i, server: j + 1}, "SELECT pg_last_wal_replay_lsn()")
-				now := time.Now()
-				st.mu.Lock()
-				r := &st.replicas[j]
-				if ok {
-					r.replay, r.replayAt, r.known = replay, now, true
-				} else {
-					r.known = false
-					r.downUntil = now.Add(replicaDownFor)
-				}
-				st.mu.Unlock()
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+func newShardState(replicas int) *shardState {
+	return &shardState{replicas: make([]replicaState, replicas), health: make([]serverHealth, 1+replicas)}
 }
 
 // parseLSN reads an LSN such as 0/16B3748.
@@ -135,8 +75,8 @@ func (s *Server) pickReplica(sess *session, shard int, wrote time.Time) int {
 	var usable []int
 	for j := range st.replicas {
 		r := &st.replicas[j]
-		if now.Before(r.downUntil) {
-			continue
+		if now.Before(r.downUntil) || st.health[j+1].err != nil {
+			continue // banned, or failing its checks
 		}
 		if d.monitored {
 			if !r.known {
@@ -185,14 +125,13 @@ func (s *Server) pickReplica(sess *session, shard int, wrote time.Time) int {
 	return j + 1
 }
 
-// replicaFailed takes a replica out of use for a while after it could not
-// serve.
+// replicaFailed bans a replica for ban_time after it could not serve.
 func (s *Server) replicaFailed(d *database, p *backendPool) {
 	if p.server == 0 {
 		return
 	}
 	st := d.shards[p.shardIdx]
 	st.mu.Lock()
-	st.replicas[p.server-1].downUntil = time.Now().Add(replicaDownFor)
+	s.banLocked(st, p.server)
 	st.mu.Unlock()
 }

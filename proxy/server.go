@@ -275,6 +275,9 @@ func (s *Server) nextToken() uint64 { return s.tokens.Add(1) }
 // is the primary, i the i-th replica) for a backend identity, creating it
 // on first use.
 func (s *Server) pool(d *database, backendUser, password string, shard, server int) (*backendPool, error) {
+	if server == 0 {
+		server = d.writer(shard) // a replica role: auto promoted (health.go)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	key := poolKey{user: backendUser, shard: shard, server: server}
@@ -309,6 +312,7 @@ func (s *Server) pool(d *database, backendUser, password string, shard, server i
 		WaitTimeout: opts.QueryWaitTimeout,
 		Dial: func(ctx context.Context) (*serverConn, error) {
 			c, err := dialServer(ctx, bp, cfg, cacheSize)
+			s.dialed(ctx, d, bp, err)
 			if err != nil {
 				s.log.Warn("backend connection failed", "database", d.Name, "shard", sh.Name, "server", bp.addr, "error", err)
 			}

@@ -425,6 +425,11 @@ func (s *session) attach() (*serverConn, error) {
 }
 
 func (s *session) acquire() (*serverConn, error) {
+	p, err := s.healthyPool() // fails at once when the server is down (health.go)
+	if err != nil {
+		return nil, err
+	}
+	s.pool = p
 	c, err := s.pool.Acquire(s.ctx)
 	if err == nil {
 		return c, nil

@@ -192,8 +192,11 @@ func (rc *routingCluster) configYAML(o routingOptions) string {
 	url := func(s *pgtest.Server) string {
 		return fmt.Sprintf("postgres://127.0.0.1:%d/app?sslmode=disable", s.Port())
 	}
+	// A replica that failed is banned for ban_time; the replica tests
+	// want it back soon after it returns.
 	return top + fmt.Sprintf(`listen: "127.0.0.1:0"
 metrics_listen: ""
+ban_time: 1s
 pool_mode: transaction
 client_login_timeout: 5s
 server_connect_timeout: 3s

@@ -118,3 +118,16 @@ func hasCode(err error, codes ...string) bool {
 func quoteLiteral(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
+
+// Promote makes a streaming replica a primary (pg_promote) and waits, up
+// to a minute or ctx, until it has left recovery.
+func (s *Server) Promote(ctx context.Context) error {
+	ok, err := s.QueryString(ctx, "postgres", "SELECT pg_promote(true, 60)")
+	if err != nil {
+		return s.errorf("promote: %w", err)
+	}
+	if ok != "t" {
+		return s.errorf("promote: still in recovery after 60s")
+	}
+	return nil
+}
