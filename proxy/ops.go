@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"time"
 )
@@ -31,13 +30,7 @@ func (s *Server) Ban(hostport string) error { return errNotYet }
 // Unban puts a banned server back in use (health-check work).
 func (s *Server) Unban(hostport string) error { return errNotYet }
 
-// Pause waits until no transaction of database db (every database when
-// db is empty) runs, then holds new ones until Resume (admin work).
-func (s *Server) Pause(ctx context.Context, db string) error { return errNotYet }
-
-// Resume lets the held transactions of db (every database when empty)
-// go on (admin work).
-func (s *Server) Resume(db string) error { return errNotYet }
+// Pause and Resume are in pause.go.
 
 // Reload re-reads the configuration through Options.LoadConfig and applies
 // it to new transactions; an invalid one changes nothing and is returned

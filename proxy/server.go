@@ -51,6 +51,9 @@ type Server struct {
 	nextID  atomic.Uint64
 	tokens  atomic.Uint64
 
+	// pause is what PAUSE holds (pause.go).
+	pause pauseState
+
 	mu       sync.Mutex
 	sessions map[cancelKey]*session
 	conns    map[net.Conn]struct{}
