@@ -124,7 +124,8 @@ func (a *adminConn) serve(br *bufio.Reader) error {
 				continue // PostgreSQL too ignores all until Sync after an error
 			}
 			a.out = a.out[:0]
-			if err := a.query(strings.TrimRight(bodyString(body), "\x00")); err != nil {
+			// Copied: names in it outlive body (PAUSE keeps the database's).
+			if err := a.query(strings.TrimRight(string(body), "\x00")); err != nil {
 				a.out = appendErrorResponse(a.out, err)
 			}
 			a.out = appendReadyForQuery(a.out, 'I')
