@@ -119,6 +119,9 @@ type Config struct {
 
 	// Users are the client identities the proxy accepts.
 	Users []User `yaml:"users"`
+	// AdminUsers are the users (names from Users) that may connect to the
+	// database "pgshard" for the admin console; empty means nobody.
+	AdminUsers []string `yaml:"admin_users"`
 	// Databases are the logical databases clients connect to.
 	Databases []Database `yaml:"databases"`
 }
@@ -367,6 +370,8 @@ func (c *Config) ProxyOptions(logger *slog.Logger) (proxy.Options, error) {
 		HealthCheckInterval:        time.Duration(c.HealthCheckInterval),
 		HealthCheckTimeout:         time.Duration(c.HealthCheckTimeout),
 		BanTime:                    time.Duration(c.BanTime),
+		AdminUsers:                 slices.Clone(c.AdminUsers),
+		Settings:                   c.Redacted().Settings,
 		Logger:                     logger,
 	}
 	if c.TLS.CertFile != "" || c.TLS.KeyFile != "" {
@@ -425,6 +430,7 @@ func (c *Config) ProxyOptions(logger *slog.Logger) (proxy.Options, error) {
 // shows which are unset.
 func (c *Config) Redacted() *Config {
 	r := *c
+	r.AdminUsers = slices.Clone(c.AdminUsers)
 	r.Users = slices.Clone(c.Users)
 	for i := range r.Users {
 		r.Users[i].Password = r.Users[i].Password.redacted()
@@ -453,4 +459,39 @@ func (c *Config) String() string {
 	}
 	_ = enc.Close()
 	return b.String()
+}
+
+// Settings returns the redacted configuration as key/value pairs, one per
+// scalar, keyed by YAML path ("databases[0].shards[1].primary"), in the
+// order String prints them. An empty list is one pair with value "[]".
+func (c *Config) Settings() []proxy.Setting {
+	var n yaml.Node
+	if err := n.Encode(c.Redacted()); err != nil {
+		return []proxy.Setting{{Key: "error", Value: err.Error()}} // not reached: every field marshals
+	}
+	var out []proxy.Setting
+	var walk func(path string, n *yaml.Node)
+	walk = func(path string, n *yaml.Node) {
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				key := n.Content[i].Value
+				if path != "" {
+					key = path + "." + key
+				}
+				walk(key, n.Content[i+1])
+			}
+		case yaml.SequenceNode:
+			if len(n.Content) == 0 {
+				out = append(out, proxy.Setting{Key: path, Value: "[]"})
+			}
+			for i, e := range n.Content {
+				walk(fmt.Sprintf("%s[%d]", path, i), e)
+			}
+		default:
+			out = append(out, proxy.Setting{Key: path, Value: n.Value})
+		}
+	}
+	walk("", &n)
+	return out
 }

@@ -182,6 +182,10 @@ func TestErrors(t *testing.T) {
 		{"size too large", "max_message_size: 2GB\n" + okBoth, []string{"max_message_size: must be between 1kB and 1GB"}},
 		{"cache size", "prepared_statement_cache_size: 0\n" + okBoth, []string{"prepared_statement_cache_size: must be at least 1"}},
 
+		{"admin user unknown", "admin_users: [root]\n" + okBoth, []string{`admin_users[0]: "root" is not one of users; add it to users (with a password) first (line 1)`}},
+		{"admin user duplicate", "admin_users: [app, app]\n" + okBoth, []string{`admin_users[1]: duplicate admin user "app" (also admin_users[0])`}},
+		{"admin user empty", "admin_users: [\"\"]\n" + okBoth, []string{`admin_users[0]: must not be empty`}},
+
 		{"user name", "users: [{password: app}]\n" + okDBs, []string{"users[0].name: required (line 1)"}},
 		{"user duplicate", "users:\n  - {name: app, password: app}\n  - {name: app, password: app}\n" + okDBs, []string{`users[1].name: duplicate user "app" (also users[0]) (line 3)`}},
 		{"user auth", "users: [{name: app, password: app, auth: password}]\n" + okDBs, []string{`users[0].auth: unknown auth method "password"; use scram-sha-256, md5 or trust`}},
@@ -478,6 +482,15 @@ databases:
 		t.Fatalf("TLS not loaded: %+v", o.TLS)
 	}
 	o.TLS = nil
+	if o.Settings == nil {
+		t.Fatal("Settings not set")
+	}
+	for _, st := range o.Settings() {
+		if st.Key == "users[0].password" && st.Value != "*****" {
+			t.Errorf("Settings show users[0].password as %q, want it redacted", st.Value)
+		}
+	}
+	o.Settings = nil
 	want := proxy.Options{
 		Listen:        ":7432",
 		PoolMode:      proxy.PoolSession,

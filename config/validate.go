@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -64,7 +65,26 @@ func validate(c *Config, r *reporter) {
 	}
 
 	plain := checkUsers(r, c.Users)
+	checkAdminUsers(r, c.AdminUsers, c.Users)
 	checkDatabases(r, c.Databases, plain)
+}
+
+// checkAdminUsers requires each admin user to be a configured user, once.
+func checkAdminUsers(r *reporter, admins []string, users []User) {
+	seen := map[string]int{}
+	for i, name := range admins {
+		p := fmt.Sprintf("admin_users[%d]", i)
+		j, dup := seen[name]
+		switch {
+		case name == "":
+			r.add(p, "must not be empty")
+		case dup:
+			r.add(p, "duplicate admin user %q (also admin_users[%d])", name, j)
+		case !slices.ContainsFunc(users, func(u User) bool { return u.Name == name }):
+			r.add(p, "%q is not one of users; add it to users (with a password) first", name)
+		}
+		seen[name] = i
+	}
 }
 
 // checkAddr requires a host:port with a numeric port.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -49,6 +50,7 @@ type Stats struct {
 type entry struct {
 	created  time.Time
 	released time.Time
+	acquired time.Time
 	idle     bool
 }
 
@@ -106,7 +108,8 @@ func (p *Pool[C]) Acquire(ctx context.Context) (C, error) {
 	if n := len(p.idle); n > 0 {
 		c := p.idle[n-1]
 		p.idle = p.idle[:n-1]
-		p.conns[c].idle = false
+		e := p.conns[c]
+		e.idle, e.acquired = false, time.Now()
 		p.mu.Unlock()
 		return c, nil
 	}
@@ -167,7 +170,7 @@ func (p *Pool[C]) dial(ctx context.Context) (C, error) {
 		return zero, ErrClosed
 	}
 	now := time.Now()
-	p.conns[c] = &entry{created: now, released: now}
+	p.conns[c] = &entry{created: now, released: now, acquired: now}
 	return c, nil
 }
 
@@ -189,6 +192,7 @@ func (p *Pool[C]) Release(c C) {
 	if len(p.waiters) > 0 {
 		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
+		e.acquired = time.Now()
 		p.mu.Unlock()
 		w <- result[C]{c: c}
 		return
@@ -264,6 +268,29 @@ func (p *Pool[C]) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return Stats{Total: p.total, Idle: len(p.idle), Waiting: len(p.waiters)}
+}
+
+// ConnInfo describes one open connection of a pool.
+type ConnInfo[C Conn] struct {
+	Conn C
+	// Created is when it was dialled; Acquired when it was last handed
+	// out (Created if never); Released when it was last given back.
+	Created, Acquired, Released time.Time
+	Idle                        bool
+}
+
+// Conns returns the pool's open connections, idle and in use (not those
+// being dialled), oldest first. It is a snapshot: the connections may
+// change hands at once, and the caller must not use them.
+func (p *Pool[C]) Conns() []ConnInfo[C] {
+	p.mu.Lock()
+	out := make([]ConnInfo[C], 0, len(p.conns))
+	for c, e := range p.conns {
+		out = append(out, ConnInfo[C]{Conn: c, Created: e.created, Acquired: e.acquired, Released: e.released, Idle: e.idle})
+	}
+	p.mu.Unlock()
+	slices.SortFunc(out, func(a, b ConnInfo[C]) int { return a.Created.Compare(b.Created) })
+	return out
 }
 
 // Close closes the idle connections, fails waiting callers with ErrClosed and

@@ -27,6 +27,9 @@ const (
 	codeInFailedTx                  = "25P02"
 	codeAdminShutdown               = "57P01"
 	codeProgramLimit                = "54000"
+	codeObjectNotInState            = "55000"
+	codeSyntaxError                 = "42601"
+	codeConfigFileError             = "F0000"
 )
 
 // pgError is an error the proxy reports to a client as an ErrorResponse.

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"time"
 )
@@ -26,10 +25,4 @@ func (s *Server) Stats(db string) DBStats { return DBStats{} }
 
 // Ban and Unban are in health.go.
 
-// Pause waits until no transaction of database db (every database when
-// db is empty) runs, then holds new ones until Resume (admin work).
-func (s *Server) Pause(ctx context.Context, db string) error { return errNotYet }
-
-// Resume lets the held transactions of db (every database when empty)
-// go on (admin work).
-func (s *Server) Resume(db string) error { return errNotYet }
+// Pause and Resume are in pause.go.

@@ -223,7 +223,19 @@ type Options struct {
 	// BanTime is how long a replica that failed, or that Ban named, is
 	// left out of reads (DefaultBanTime).
 	BanTime time.Duration
+	// AdminUsers may connect to the database "pgshard" for the admin
+	// console (see admin.go); each must be one of Users and logs in with
+	// its own password. Others connecting to it get SQLSTATE 28000.
+	AdminUsers []string
+	// Settings, when set, returns the running configuration as key/value
+	// pairs with secrets redacted, for SHOW CONFIG. It is called on each
+	// SHOW CONFIG and must be safe for concurrent use.
+	Settings func() []Setting
 
 	// Logger receives the proxy's logs; nil discards them.
 	Logger *slog.Logger
 }
+
+// Setting is one configuration key and its value, as SHOW CONFIG shows it.
+// Key is a YAML path such as "databases[0].pool_size".
+type Setting struct{ Key, Value string }

@@ -543,6 +543,9 @@ type decision struct {
 	// refuses it in a transaction block (VACUUM, ... CONCURRENTLY), so it
 	// runs on each shard on its own, not atomically.
 	ddl, noTxBlock bool
+	// plan is the router's plan of the last statement routed by its
+	// tables (none for DDL and split COPY), for SHOW ROUTE.
+	plan routing.Plan
 }
 
 // decide routes the analysed statements of one message. p holds the Bind
@@ -584,8 +587,9 @@ func (rt *routes) decide(r *routing.Router, as []parser.Analysis, p *bindParams,
 			return decision{}, routeError(err)
 		}
 		if plan.Kind == routing.Reject {
-			return decision{reject: plan.Reason}, nil
+			return decision{reject: plan.Reason, plan: plan}, nil
 		}
+		d.plan = plan
 		var shards []int
 		for _, name := range plan.Shards {
 			shards = append(shards, slices.Index(rt.shards, name))

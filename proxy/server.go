@@ -54,6 +54,9 @@ type Server struct {
 	nextID  atomic.Uint64
 	tokens  atomic.Uint64
 
+	// pause is what PAUSE holds (pause.go).
+	pause pauseState
+
 	mu       sync.Mutex
 	sessions map[cancelKey]*session
 	conns    map[net.Conn]struct{}
@@ -254,6 +257,15 @@ func (s *Server) shutdown() {
 	s.mu.Lock()
 	for nc := range s.conns {
 		nc.Close()
+	}
+	// A session waiting on the shards of a statement it runs on several
+	// does not read its client: end those backend connections too.
+	for _, sess := range s.sessions {
+		sess.mu.Lock()
+		for _, c := range sess.running {
+			c.nc.Close()
+		}
+		sess.mu.Unlock()
 	}
 	s.mu.Unlock()
 	s.wg.Wait()

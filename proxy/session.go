@@ -43,6 +43,14 @@ type session struct {
 	mode         PoolMode
 	key          cancelKey
 	ctx          context.Context
+	// connected is when the client logged in. lastRequest is when its
+	// last message arrived and waitSince when it started waiting for a
+	// backend (0: not waiting), both in Unix nanoseconds, and waitPool
+	// what it waits for: the admin console reads them (admin.go).
+	connected   time.Time
+	lastRequest atomic.Int64
+	waitSince   atomic.Int64
+	waitPool    atomic.Pointer[backendPool]
 
 	// startup holds the SET statements that apply the client's startup
 	// parameters; they are the session defaults RESET returns to.
@@ -221,6 +229,7 @@ func (s *session) serve() error {
 		if err != nil {
 			return err
 		}
+		s.lastRequest.Store(time.Now().UnixNano())
 		if typ == 'X' {
 			return io.EOF
 		}
@@ -425,12 +434,23 @@ func (s *session) attach() (*serverConn, error) {
 }
 
 func (s *session) acquire() (*serverConn, error) {
-	p, err := s.healthyPool() // fails at once when the server is down (health.go)
-	if err != nil {
-		return nil, err
+	s.waitPool.Store(s.pool)
+	s.waitSince.Store(time.Now().UnixNano())
+	// PAUSE holds a session here before it takes a backend (pause.go).
+	err := s.srv.waitPaused(s)
+	var c *serverConn
+	if err == nil {
+		p, herr := s.healthyPool() // fails at once when the server is down (health.go)
+		if herr != nil {
+			s.waitSince.Store(0)
+			s.waitPool.Store(nil)
+			return nil, herr
+		}
+		s.pool = p
+		c, err = s.pool.Acquire(s.ctx)
 	}
-	s.pool = p
-	c, err := s.pool.Acquire(s.ctx)
+	s.waitSince.Store(0)
+	s.waitPool.Store(nil)
 	if err == nil {
 		return c, nil
 	}

@@ -61,6 +61,9 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		return
 	}
 	sess, err := s.login(ctx, conn, br, st, overLimit)
+	if errors.Is(err, errAdminDone) {
+		return // an admin console session, run and ended by login
+	}
 	if err != nil {
 		var pe *pgError
 		if !errors.As(err, &pe) {
@@ -258,6 +261,9 @@ func (s *Server) login(ctx context.Context, conn net.Conn, br *bufio.Reader, st 
 	if err := s.authenticate(cw, br, u, userName); err != nil {
 		return nil, err
 	}
+	if dbName == adminDatabase {
+		return nil, s.serveAdmin(ctx, conn, br, cw, u, st)
+	}
 	db := conf.dbs[dbName]
 	if db == nil {
 		return nil, newFatal(codeInvalidCatalog, "database %q does not exist", dbName)
@@ -267,21 +273,22 @@ func (s *Server) login(ctx context.Context, conn net.Conn, br *bufio.Reader, st 
 		return nil, err
 	}
 	sess := &session{
-		srv:     s,
-		id:      s.nextToken(),
-		nc:      conn,
-		cr:      br,
-		cw:      cw,
-		db:      db,
-		pool:    bp,
-		rt:      db.rt,
-		buser:   backendUser,
-		bpass:   backendPassword,
-		user:    userName,
-		mode:    s.opts.PoolMode,
-		ctx:     ctx,
-		stmts:   map[string]*clientStmt{},
-		startup: startupSettings(st.params),
+		srv:       s,
+		id:        s.nextToken(),
+		nc:        conn,
+		cr:        br,
+		cw:        cw,
+		db:        db,
+		pool:      bp,
+		rt:        db.rt,
+		buser:     backendUser,
+		bpass:     backendPassword,
+		user:      userName,
+		mode:      s.opts.PoolMode,
+		ctx:       ctx,
+		connected: time.Now(),
+		stmts:     map[string]*clientStmt{},
+		startup:   startupSettings(st.params),
 	}
 	sess.params = maps.Clone(sess.startup)
 	sess.txStatus = 'I'

@@ -432,7 +432,7 @@ func TestCrossShardCancel(t *testing.T) {
 	p := startRoutingProxy(t, rc, routingOptions{noNotices: true})
 	c := &routedConn{Conn: pgxConnect(t, p.url("app", "app", "app"), withCancelRequests)}
 	for _, mode := range []pgx.QueryExecMode{simple, pgx.QueryExecModeExec} {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		start := time.Now()
 		_, err := c.Exec(ctx, "SELECT id FROM users WHERE pg_sleep(20) IS NOT NULL", mode)
 		cancel()
