@@ -21,9 +21,6 @@ type DBStats struct {
 	XactTime, QueryTime, WaitTime time.Duration
 }
 
-// Stats returns database db's counters (metrics work).
-func (s *Server) Stats(db string) DBStats { return DBStats{} }
-
 // Ban takes the server at host:port out of use for reads until Unban or
 // its ban time ends (health-check work).
 func (s *Server) Ban(hostport string) error { return errNotYet }

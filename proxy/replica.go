@@ -36,6 +36,9 @@ type replicaState struct {
 	replayAt  time.Time // when it was sampled (after primAt of that round)
 	downUntil time.Time
 	known     bool // sampled at least once
+	// caughtUp is when it last had replayed all the primary had (for
+	// the lag metric).
+	caughtUp time.Time
 }
 
 // monitor samples the WAL positions of a database's shards until ctx ends.
@@ -90,6 +93,9 @@ func (s *Server) monitor(ctx context.Context, d *database) {
 				r := &st.replicas[j]
 				if ok {
 					r.replay, r.replayAt, r.known = replay, now, true
+					if replay >= st.primary {
+						r.caughtUp = now
+					}
 				} else {
 					r.known = false
 					r.downUntil = now.Add(replicaDownFor)
