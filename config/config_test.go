@@ -465,6 +465,7 @@ databases:
 	o.TLS = nil
 	want := proxy.Options{
 		Listen:        ":7432",
+		MetricsListen: "127.0.0.1:9930",
 		PoolMode:      proxy.PoolSession,
 		MaxClientConn: 50,
 		Users:         []proxy.User{{Name: "app", Password: "app", Auth: proxy.AuthSCRAM}, {Name: "md", Password: md5App, Auth: proxy.AuthMD5}},

@@ -11,6 +11,9 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/pgshard/pgshard/config"
 	"github.com/pgshard/pgshard/proxy"
 )
@@ -45,6 +48,11 @@ func run(path string, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// One registry for the process: the proxy's metrics, Go's and the
+	// process's, served on metrics_listen.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	opts.Registerer = reg
 	srv, err := proxy.NewServer(opts)
 	if err != nil {
 		return err
