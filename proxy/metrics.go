@@ -251,6 +251,15 @@ func (s *Server) initMetrics() {
 	}
 	s.metrics = NewMetrics(reg)
 	s.metrics.srv.CompareAndSwap(nil, s)
+	// Every server starts unbanned: the gauge exists before any ban.
+	for _, d := range s.opts.Databases {
+		for _, sh := range d.Shards {
+			s.metrics.SetBanned(d.Name, sh.Name, "primary", 0)
+			if len(sh.Replicas) > 0 {
+				s.metrics.SetBanned(d.Name, sh.Name, "replica", 0)
+			}
+		}
+	}
 }
 
 // Metrics returns the server's metrics, for the operations that set some
