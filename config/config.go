@@ -353,6 +353,7 @@ func applyDefaults(c *Config, idx *index) {
 func (c *Config) ProxyOptions(logger *slog.Logger) (proxy.Options, error) {
 	o := proxy.Options{
 		Listen:                     c.Listen,
+		MetricsListen:              c.MetricsListen,
 		PoolMode:                   c.PoolMode,
 		MaxClientConn:              c.MaxClientConn,
 		ClientLoginTimeout:         time.Duration(c.ClientLoginTimeout),

@@ -276,6 +276,7 @@ func TestValidForms(t *testing.T) {
 		{"durations and sizes", "client_login_timeout: 500ms\nmax_message_size: 1024\nserver_lifetime: 0\nquery_wait_timeout: 1h30m\n" + okBoth},
 		{"flow style document", "{listen: \":6432\", max_message_size: 1kB, users: [{name: app, password: app}], databases: [{name: app, " + okShards + "}]}\n"},
 		{"listen port 0", "listen: \"127.0.0.1:0\"\nmetrics_listen: \"\"\n" + okBoth},
+		{"both port 0", "listen: \"127.0.0.1:0\"\nmetrics_listen: \"127.0.0.1:0\"\n" + okBoth},
 		{"anchors and merge keys", "users: [{name: app, password: app}]\ndatabases:\n  - &d {name: a, pool_size: 7, " + okShards + "}\n  - {<<: *d, name: b}\n"},
 	}
 	for _, tt := range tests {
@@ -493,6 +494,7 @@ databases:
 	o.Settings = nil
 	want := proxy.Options{
 		Listen:        ":7432",
+		MetricsListen: "127.0.0.1:9930",
 		PoolMode:      proxy.PoolSession,
 		MaxClientConn: 50,
 		Users:         []proxy.User{{Name: "app", Password: "app", Auth: proxy.AuthSCRAM}, {Name: "md", Password: md5App, Auth: proxy.AuthMD5}},

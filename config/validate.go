@@ -18,7 +18,8 @@ import (
 func validate(c *Config, r *reporter) {
 	checkAddr(r, "listen", c.Listen, false)
 	checkAddr(r, "metrics_listen", c.MetricsListen, true)
-	if c.MetricsListen != "" && c.MetricsListen == c.Listen {
+	// Port 0 picks a free port for each, so equal is fine then.
+	if c.MetricsListen != "" && c.MetricsListen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
 		r.add("metrics_listen", "must differ from listen")
 	}
 	switch c.PoolMode {

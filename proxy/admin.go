@@ -423,13 +423,6 @@ func (s *Server) dbList() []*database {
 // poolUser returns the backend user of a pool.
 func (p *backendPool) user() string { return p.cfg.User }
 
-func roleName(server int) string {
-	if server == 0 {
-		return "primary"
-	}
-	return "replica"
-}
-
 // clientInfo is what SHOW CLIENTS and SHOW POOLS know of a session.
 type clientInfo struct {
 	sess      *session

@@ -35,6 +35,8 @@ type backendPool struct {
 	// the pool has none, so a storm of logins on a cold pool does not
 	// queue for backends.
 	learning chan struct{}
+	// m observes the pool's waits and queries (metrics.go).
+	m *poolMetrics
 }
 
 // serverConn is one logged-in backend connection. Its reader goroutine runs

@@ -267,6 +267,7 @@ func (ci *copyIn) abort(pe *pgError) {
 	ci.failed = true
 	s := ci.s
 	s.writeClient(appendErrorResponse(nil, pe))
+	s.noteError(pe)
 	s.flushClient()
 	for _, p := range ci.parts {
 		if p.c != nil && !p.done {

@@ -204,6 +204,9 @@ func (s *Server) noteChecks(d *database, shard int, rs []probeResult) {
 			rep.known = r.err == nil && r.lsnOK
 			if rep.known {
 				rep.replay, rep.replayAt = r.lsn, r.at
+				if r.lsn >= st.primary {
+					rep.caughtUp = r.at
+				}
 			}
 		}
 		if r.err == nil {

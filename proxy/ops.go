@@ -20,9 +20,6 @@ type DBStats struct {
 	XactTime, QueryTime, WaitTime time.Duration
 }
 
-// Stats returns database db's counters (metrics work).
-func (s *Server) Stats(db string) DBStats { return DBStats{} }
-
-// Ban and Unban are in health.go.
+// Stats is in metrics.go; Ban and Unban are in health.go.
 
 // Pause and Resume are in pause.go.

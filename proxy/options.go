@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // PoolMode says when a client gives its backend connection back to the pool.
@@ -231,6 +233,14 @@ type Options struct {
 	// pairs with secrets redacted, for SHOW CONFIG. It is called on each
 	// SHOW CONFIG and must be safe for concurrent use.
 	Settings func() []Setting
+	// MetricsListen is the TCP address serving /metrics, /healthz and
+	// /readyz over HTTP; empty serves nothing.
+	MetricsListen string
+	// Registerer receives the proxy's metrics; nil means a registry of
+	// the Server's own (so several Servers can run in one process).
+	// /metrics serves it when it is also a prometheus.Gatherer (as
+	// *prometheus.Registry is), else prometheus.DefaultGatherer.
+	Registerer prometheus.Registerer
 
 	// Logger receives the proxy's logs; nil discards them.
 	Logger *slog.Logger

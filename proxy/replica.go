@@ -39,6 +39,9 @@ type replicaState struct {
 	replayAt  time.Time // when it was sampled (after primAt of that round)
 	downUntil time.Time // banned for reads until then (Ban, or a failure)
 	known     bool      // sampled at least once
+	// caughtUp is when it last had replayed all the primary had (for
+	// the lag metric).
+	caughtUp time.Time
 }
 
 func newShardState(replicas int) *shardState {

@@ -403,6 +403,7 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 		s.scatterTx = false
 	}
 	defer release()
+	defer s.scatterDone(d, &parts, inTx, time.Now())
 	home := s.pool
 	defer func() { s.pool = home }()
 	servers := make([]int, len(d.shards))
@@ -768,6 +769,7 @@ func (s *session) finishGather(g *gathered, tag string, extended bool) error {
 	switch {
 	case g.firstE != nil:
 		g.out = append(g.out, g.firstE...)
+		s.noteServerError(g.firstE)
 		if extended {
 			s.skipToSync = true
 		}

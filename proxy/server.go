@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pgshard/pgshard/parser"
 	"github.com/pgshard/pgshard/pool"
@@ -47,6 +48,11 @@ type Server struct {
 	cache *parser.Cache
 	// tpc is the state of two-phase commits.
 	tpc *twoPhase
+	// metrics, what /metrics serves, and where (metrics.go).
+	metrics     *Metrics
+	gatherer    prometheus.Gatherer
+	metricsAddr net.Addr
+	reach       reachability
 
 	ln      net.Listener
 	ready   chan struct{}
@@ -127,6 +133,7 @@ func NewServer(opts Options) (*Server, error) {
 		conns:    map[net.Conn]struct{}{},
 		cache:    parser.NewCache(parseCacheBytes),
 	}
+	s.initMetrics()
 	s.tpc = newTwoPhase(opts.InstanceID, opts.TwoPhaseTimeout)
 	var errs []error
 	if !instanceIDPattern.MatchString(opts.InstanceID) {
@@ -159,6 +166,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// Prepared transactions a crash left behind are decided before any
 	// client is served.
 	s.ln = ln
+	stopHTTP, err := s.startHTTP()
+	if err != nil {
+		ln.Close()
+		close(s.ready)
+		return err
+	}
+	defer stopHTTP()
 	if err := s.recoverTwoPhase(ctx, true); err != nil {
 		ln.Close()
 		close(s.ready)
@@ -314,7 +328,8 @@ func (s *Server) pool(d *database, backendUser, password string, shard, server i
 		cfg.RuntimeParams["search_path"] = quoteIdent(sh.Schema)
 	}
 	bp := &backendPool{shard: sh.Name, shardIdx: shard, server: server, cfg: cfg,
-		addr: fmt.Sprintf("%s:%d", cfg.Host, cfg.Port), learning: make(chan struct{}, 1)}
+		addr: fmt.Sprintf("%s:%d", cfg.Host, cfg.Port), learning: make(chan struct{}, 1),
+		m: s.metrics.forPool(d.Name, sh.Name, server)}
 	cacheSize := opts.PreparedStatementCacheSize
 	bp.Pool = pool.New(pool.Options[*serverConn]{
 		Size:        d.PoolSize,
@@ -325,6 +340,7 @@ func (s *Server) pool(d *database, backendUser, password string, shard, server i
 		Dial: func(ctx context.Context) (*serverConn, error) {
 			c, err := dialServer(ctx, bp, cfg, cacheSize)
 			s.dialed(ctx, d, bp, err)
+			s.reach.note(d.Name, shard, server, err)
 			if err != nil {
 				s.log.Warn("backend connection failed", "database", d.Name, "shard", sh.Name, "server", bp.addr, "error", err)
 			}

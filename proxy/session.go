@@ -158,6 +158,8 @@ type session struct {
 	// scatterTx: the scatter running is part of the client's transaction;
 	// scatterFailed: it failed, and with it the transaction.
 	scatterTx, scatterFailed bool
+	// met counts the session's work for its database (metrics.go).
+	met *sessMetrics
 }
 
 // clientStmt is a statement the client prepared under its own name.
@@ -342,6 +344,7 @@ func (s *session) replyError(typ byte, err error) {
 	s.out = appendErrorResponse(s.out[:0], err)
 	simple := typ == 'Q' || typ == 'F'
 	s.reply(entry{kind: eFake, fake: bytes.Clone(s.out), readyAfter: simple})
+	s.noteError(err)
 	if !simple && typ != 'S' {
 		s.skipToSync = true
 	}
@@ -447,7 +450,7 @@ func (s *session) acquire() (*serverConn, error) {
 			return nil, herr
 		}
 		s.pool = p
-		c, err = s.pool.Acquire(s.ctx)
+		c, err = s.acquireFrom(s.pool)
 	}
 	s.waitSince.Store(0)
 	s.waitPool.Store(nil)
@@ -526,6 +529,9 @@ func (s *session) push(c *serverConn, e entry) error {
 		s.unsynced, s.openRound = false, false
 	case eParse, eBind, eDescribe, eClose:
 		s.openRound = true
+	}
+	if !e.swallow {
+		s.noteSent(e.kind)
 	}
 	s.q.push(e)
 	return nil
@@ -1284,6 +1290,9 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 		}
 		s.txStatus = status
 		s.inBlock = status != 'I'
+		if forward {
+			s.roundDone(c, status)
+		}
 		if status == 'I' {
 			s.commitPending()
 			if s.writePending {
@@ -1347,6 +1356,9 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 	}
 	if s.drained != nil && s.q.len() == 0 {
 		s.notifyDrained()
+	}
+	if typ == 'E' && forward {
+		s.noteServerError(body)
 	}
 	s.mu.Unlock()
 
@@ -1561,6 +1573,7 @@ func (s *session) backendLost(c *serverConn, cause error) {
 			Message: fmt.Sprintf("lost connection to server %s (%s)", c.p.shard, c.p.addr)}
 	}
 	perr.Severity = "ERROR"
+	s.noteError(perr)
 	if perr.Detail == "" {
 		perr.Detail = "The statement was not retried; an open transaction was rolled back."
 	}

@@ -50,7 +50,8 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	defer s.clients.Add(-1)
 
 	nc.SetDeadline(time.Now().Add(s.current().opts.ClientLoginTimeout))
-	conn, br, st, err := s.negotiate(ctx, nc)
+	counted := countBytes(nc)
+	conn, br, st, err := s.negotiate(ctx, counted)
 	if err != nil {
 		if !errors.Is(err, io.EOF) && !errors.Is(err, errCancelHandled) {
 			log.Debug("startup failed", "error", err)
@@ -74,6 +75,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		writeFatal(conn, err)
 		return
 	}
+	counted.loggedIn(sess)
 	defer s.unregister(sess)
 	defer sess.leaveDB()
 	defer sess.close()
@@ -289,6 +291,7 @@ func (s *Server) login(ctx context.Context, conn net.Conn, br *bufio.Reader, st 
 		connected: time.Now(),
 		stmts:     map[string]*clientStmt{},
 		startup:   startupSettings(st.params),
+		met:       s.newSessMetrics(db),
 	}
 	sess.params = maps.Clone(sess.startup)
 	sess.txStatus = 'I'

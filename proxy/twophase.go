@@ -134,7 +134,7 @@ func parseGID(gid string) (instance, xid string, part int, ok bool) {
 // commitParts commits the client's transaction on each of parts, the
 // coordinator first in the slice: two-phase when there are several and
 // the database says so.
-func (s *session) commitParts(parts []*txPart) error {
+func (s *session) commitParts(parts []*txPart) (err error) {
 	if len(parts) == 0 {
 		return nil
 	}
@@ -151,6 +151,7 @@ func (s *session) commitParts(parts []*txPart) error {
 	tpc := s.srv.tpc
 	xid := tpc.begin()
 	defer tpc.end(xid)
+	defer func() { s.srv.metrics.twoPhaseDone(err) }()
 	gids := map[*txPart]string{}
 	for i, tp := range parts {
 		gids[tp] = tpc.gid(xid, i)
@@ -394,6 +395,7 @@ func (s *Server) recoverDB(ctx context.Context, d *database, startup bool) error
 			}
 			n++
 		}
+		s.metrics.recoveredTx(commit)
 		s.log.Info("two-phase recovery", "database", d.Name, "xid", inst+":"+xid, "decision", strings.TrimSpace(strings.TrimSuffix(verb, " PREPARED ")), "parts", n)
 	}
 	// Decisions whose transactions are finished everywhere are forgotten,

@@ -168,6 +168,7 @@ func (s *session) endMulti(st parser.Statement) (string, error) {
 			tp.c.p.Discard(tp.c)
 		}
 	}
+	s.multiTxDone(len(parts))
 	begin := s.beginSQL()
 	s.endTx()
 	s.txBegin = ""

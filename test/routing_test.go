@@ -168,6 +168,8 @@ type routingOptions struct {
 	instanceID string
 	// maxMergeMemory is max_merge_memory; empty leaves it out.
 	maxMergeMemory string
+	// metricsListen is metrics_listen; empty serves no metrics.
+	metricsListen string
 }
 
 // configYAML is the configuration file of a pgshard in front of rc.
@@ -195,7 +197,7 @@ func (rc *routingCluster) configYAML(o routingOptions) string {
 	// A replica that failed is banned for ban_time; the replica tests
 	// want it back soon after it returns.
 	return top + fmt.Sprintf(`listen: "127.0.0.1:0"
-metrics_listen: ""
+metrics_listen: %q
 ban_time: 1s
 pool_mode: transaction
 client_login_timeout: 5s
@@ -229,7 +231,7 @@ databases:
     read_your_writes: %s%s
     route_notices: %v
     read_only_functions: [lower_email]
-`, url(rc.shards[0]), url(rc.replica), url(rc.shards[1]), url(rc.shards[2]),
+`, o.metricsListen, url(rc.shards[0]), url(rc.replica), url(rc.shards[1]), url(rc.shards[2]),
 		o.readWriteSplit, o.readYourWrites, lag, !o.noNotices)
 }
 

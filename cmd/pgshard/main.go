@@ -15,6 +15,9 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/pgshard/pgshard/config"
 	"github.com/pgshard/pgshard/proxy"
 )
@@ -54,6 +57,11 @@ func run(path, levelFlag string) error {
 		}
 		return cfg.ProxyOptions(logger)
 	}
+	// One registry for the process: the proxy's metrics, Go's and the
+	// process's, served on metrics_listen.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	opts.Registerer = reg
 	srv, err := proxy.NewServer(opts)
 	if err != nil {
 		return err
