@@ -251,6 +251,32 @@ func (s *Server) setHealthLocked(d *database, st *shardState, shard, k int, err 
 			"server", serverAddr(d, shard, k), "role", st.roleLocked(k), "down_for", now.Sub(h.since).Round(time.Millisecond))
 		h.err = nil
 	}
+	s.bannedLocked(d, st, shard)
+}
+
+// bannedLocked sets the banned-servers gauge of a shard from its state:
+// servers down, and replicas banned for reads. Called with st.mu held.
+func (s *Server) bannedLocked(d *database, st *shardState, shard int) {
+	if s.metrics == nil {
+		return
+	}
+	now := time.Now()
+	primary, replicas := 0, 0
+	for k := range st.health {
+		out := st.health[k].err != nil || k > 0 && k != st.writer && now.Before(st.replicas[k-1].downUntil)
+		switch {
+		case !out:
+		case k == st.writer:
+			primary++
+		default:
+			replicas++
+		}
+	}
+	name := d.Shards[shard].Name
+	s.metrics.SetBanned(d.Name, name, "primary", primary)
+	if len(st.replicas) > 0 {
+		s.metrics.SetBanned(d.Name, name, "replica", replicas)
+	}
 }
 
 // roleLocked names server k's role, for logs and messages.
@@ -452,6 +478,7 @@ func (s *Server) setBan(hostport string, ban bool) error {
 		} else if t.k > 0 {
 			st.replicas[t.k-1].downUntil = time.Time{}
 		}
+		s.bannedLocked(t.d, st, t.shard)
 		st.mu.Unlock()
 		what := "server unbanned"
 		if ban {

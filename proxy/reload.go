@@ -180,6 +180,7 @@ func (s *Server) Reload() error {
 	if err == nil {
 		err = s.apply(withDefaults(opts))
 	}
+	s.metrics.Reloaded(err == nil)
 	if err != nil {
 		s.log.Error("configuration reload failed; the old configuration stays", "error", err)
 		return err

@@ -203,7 +203,7 @@ func TestReload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	base := rc.configYAML(routingOptions{noNotices: true})
+	base := rc.configYAML(routingOptions{noNotices: true, metricsListen: "127.0.0.1:0"})
 	write(base)
 	cfg, err := config.Load(path)
 	if err != nil {
@@ -231,7 +231,7 @@ func TestReload(t *testing.T) {
 	// statement; the shard's backend connection is the same one.
 	c.mustRun(t, simple, "BEGIN")
 	c.mustRun(t, simple, fmt.Sprintf("SELECT id FROM users WHERE id = %d", k1))
-	write(rc.configYAML(routingOptions{}))
+	write(rc.configYAML(routingOptions{metricsListen: "127.0.0.1:0"}))
 	if err := p.srv.Reload(); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
@@ -250,7 +250,7 @@ func TestReload(t *testing.T) {
 	if err := p.srv.Reload(); err == nil || !strings.Contains(err.Error(), "no_such_key") {
 		t.Errorf("Reload of a bad file: %v", err)
 	}
-	write(strings.Replace(rc.configYAML(routingOptions{}), `listen: "127.0.0.1:0"`, `listen: "127.0.0.1:1"`, 1))
+	write(strings.Replace(rc.configYAML(routingOptions{metricsListen: "127.0.0.1:0"}), `listen: "127.0.0.1:0"`, `listen: "127.0.0.1:1"`, 1))
 	if err := p.srv.Reload(); err == nil || !strings.Contains(err.Error(), "restart") {
 		t.Errorf("Reload changing listen: %v", err)
 	}
@@ -258,7 +258,7 @@ func TestReload(t *testing.T) {
 
 	// A new client gets the configuration in force, and a removed user
 	// cannot log in any more.
-	write(strings.Replace(rc.configYAML(routingOptions{}), "  - {name: trustuser, auth: trust}\n", "", 1))
+	write(strings.Replace(rc.configYAML(routingOptions{metricsListen: "127.0.0.1:0"}), "  - {name: trustuser, auth: trust}\n", "", 1))
 	if err := p.srv.Reload(); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
@@ -268,4 +268,10 @@ func TestReload(t *testing.T) {
 	c2 := connectRouted(t, p)
 	c2.mustRun(t, simple, fmt.Sprintf("SELECT id FROM users WHERE id = %d", k1)).wantRoute(t, routeNotice("primary", 1))
 	c.checkUsable(t)
+
+	// The reloads are counted.
+	m := getMetrics(t, "http://"+p.srv.MetricsAddr().String())
+	if ok, bad := m.sum("pgshard_config_reloads_total", "result", "success"), m.sum("pgshard_config_reloads_total", "result", "failure"); ok != 2 || bad != 2 {
+		t.Errorf("pgshard_config_reloads_total: %v success, %v failure; want 2 and 2", ok, bad)
+	}
 }
