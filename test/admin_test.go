@@ -11,7 +11,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -510,5 +512,116 @@ func TestAdminShutdown(t *testing.T) {
 	}
 	if err != nil && !pgconn.SafeToRetry(err) && sqlstate(err) == "" && !strings.Contains(err.Error(), "EOF") {
 		t.Errorf("SHUTDOWN: %v", err)
+	}
+	// The server stops accepting clients.
+	if !waitFor(5*time.Second, func() bool {
+		c, err := pgxDial(p.url("app", "app", "app"))
+		if err == nil {
+			c.Close(context.Background())
+		}
+		return err != nil
+	}) {
+		t.Error("pgshard still accepts clients after SHUTDOWN")
+	}
+}
+
+// TestAdminReloadBan: RELOAD through the console applies a valid file and
+// refuses a bad one with its errors; BAN and UNBAN take a replica out of
+// reads and back, as SHOW SHARDS shows; with pgx and with psql.
+func TestAdminReloadBan(t *testing.T) {
+	rc := routingServers(t)
+	checkNoGoroutineLeak(t)
+	adminText := func(o routingOptions) string {
+		text := rc.configYAML(o)
+		return "admin_users: [admin]\n" + strings.Replace(text, "users:\n", "users:\n  - {name: admin, password: adminpw}\n", 1)
+	}
+	path := filepath.Join(t.TempDir(), "pgshard.yaml")
+	write := func(text string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	load := func() (proxy.Options, error) {
+		cfg, err := config.Load(path)
+		if err != nil {
+			return proxy.Options{}, err
+		}
+		return cfg.ProxyOptions(nil)
+	}
+	write(adminText(routingOptions{noNotices: true, readWriteSplit: true}))
+	opts, err := load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.LoadConfig = load
+	p := serveProxy(t, opts)
+	admin := adminConn(t, p)
+	ctx := context.Background()
+	c := connectRouted(t, p)
+	keys := rc.intKeys(t, usersRule, 9950, 1)
+	k0 := keys[0][0]
+
+	// RELOAD of a valid file: route notices on for the connected client.
+	c.mustRun(t, simple, fmt.Sprintf("SELECT id FROM users WHERE id = %d", k0)).wantRoute(t, "")
+	write(adminText(routingOptions{readWriteSplit: true}))
+	if tag, err := admin.Exec(ctx, "RELOAD"); err != nil || tag.String() != "RELOAD" {
+		t.Fatalf("RELOAD: %v %v", tag, err)
+	}
+	if r := c.mustRun(t, simple, fmt.Sprintf("SELECT id FROM users WHERE id = %d", k0)); len(r.routes) != 1 {
+		t.Errorf("after RELOAD: route notices %q, want one", r.routes)
+	}
+	// A bad file: the error names the key; nothing changes.
+	write(adminText(routingOptions{readWriteSplit: true}) + "pool_mode: sesion\n")
+	_, err = admin.Exec(ctx, "RELOAD")
+	if err == nil || !strings.Contains(err.Error(), "pool_mode") {
+		t.Fatalf("RELOAD of a bad file: %v", err)
+	}
+	if r := c.mustRun(t, simple, fmt.Sprintf("SELECT id FROM users WHERE id = %d", k0)); len(r.routes) != 1 {
+		t.Errorf("after a failed RELOAD: route notices %q, want one (the configuration in force)", r.routes)
+	}
+
+	// BAN the replica of s0: SHOW SHARDS says so and reads of s0 stay on
+	// its primary; UNBAN brings it back.
+	replica := rc.replica.Addr()
+	health := func() string {
+		t.Helper()
+		_, rows := show(t, admin, "SHOW SHARDS")
+		for _, r := range rows {
+			if r["host"]+":"+r["port"] == replica {
+				return r["health"]
+			}
+		}
+		t.Fatalf("SHOW SHARDS has no row for %s: %v", replica, rows)
+		return ""
+	}
+	if h := health(); h != "up" {
+		t.Fatalf("replica health %q before BAN", h)
+	}
+	if tag, err := admin.Exec(ctx, "BAN "+replica); err != nil || tag.String() != "BAN" {
+		t.Fatalf("BAN: %v %v", tag, err)
+	}
+	if h := health(); h != "banned" {
+		t.Errorf("replica health %q after BAN, want banned", h)
+	}
+	for range 5 {
+		r := c.mustRun(t, simple, fmt.Sprintf("SELECT pg_is_in_recovery() FROM users WHERE id = %d", k0))
+		if len(r.rows) == 1 && r.rows[0] != "f" {
+			t.Errorf("a read of s0 went to its banned replica (%v, %q)", r.rows, r.routes)
+		}
+	}
+	if _, err := admin.Exec(ctx, "BAN "+rc.shards[1].Addr()); sqlstate(err) != "22023" {
+		t.Errorf("BAN of a primary: %v, want 22023", err)
+	}
+	out, errOut, err := psqlAdmin(t, p, "admin", "adminpw", "-c", "UNBAN "+replica)
+	if err != nil || !strings.Contains(out, "UNBAN") {
+		t.Fatalf("psql UNBAN: %v %s %s", err, out, errOut)
+	}
+	if h := health(); h != "up" {
+		t.Errorf("replica health %q after UNBAN, want up", h)
+	}
+	out, errOut, err = psqlAdmin(t, p, "admin", "adminpw", "-c", "RELOAD")
+	if err == nil || !strings.Contains(errOut, "pool_mode") {
+		t.Errorf("psql RELOAD of the bad file: %v %s %s", err, out, errOut)
 	}
 }
