@@ -262,11 +262,13 @@ func run(ctx context.Context, s settings) (err error) {
 	if err := measure(ctx, pgbench, s, targets, res); err != nil {
 		return err
 	}
+	runSuites(ctx, &suiteEnv{s: s, dir: dir, cred: cred, pgbench: pgbench, pgshardBin: pgshardBin, bouncerBin: bouncerBin,
+		pg: pg, shards: shards, bouncer: bouncer, pgshard: shard}, res)
 	env, err := describeEnv(ctx, pg, bouncerBin, pgshardBin, load)
 	if err != nil {
 		return err
 	}
-	report := render(res, s, env, shardRows)
+	report := render(res, s, env, shardRows) + renderGoals(res)
 	fmt.Print("\n" + report)
 	if s.out != "" {
 		if err := os.WriteFile(s.out, []byte(report), 0o644); err != nil {
@@ -274,7 +276,7 @@ func run(ctx context.Context, s settings) (err error) {
 		}
 		fmt.Println("bench: wrote", s.out)
 	}
-	return res.failures()
+	return errors.Join(res.failures(), errors.Join(res.suiteErrs...))
 }
 
 // serverConf is the postgresql.conf of every server the bench starts.

@@ -25,6 +25,10 @@ type results struct {
 	tps        map[runKey][]float64
 	errs       map[runKey]error
 	targetErrs map[string]error
+	// goals are the rows of the suites (suites.go); suiteErrs their
+	// failures.
+	goals     []goal
+	suiteErrs []error
 }
 
 func newResults() *results {
