@@ -70,13 +70,9 @@ func (s *session) copyInStart(d decision, body []byte) error {
 			Message: "COPY into a table on several shards cannot be split in client_encoding " + settingValue(enc),
 			Hint:    "Use UTF8 (or a single-byte encoding) for the COPY."}
 	}
-	inTx := s.inTx()
-	if err := s.letGo(); err != nil {
+	inTx, err := s.startParts()
+	if err != nil {
 		return err
-	}
-	if s.vtx != nil {
-		s.txBegin = strings.Join(s.vtx, ";")
-		s.vtx = nil
 	}
 	ci := &copyIn{s: s, plan: cp, byShard: map[int]*scatterPart{}, sink: newScatterSink(), inTx: inTx,
 		atomic: !inTx && len(d.shards) > 1}

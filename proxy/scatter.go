@@ -353,13 +353,9 @@ func textFormats(int) int16 { return 0 }
 func (s *session) scatterRun(d decision, extended bool, merge gatherKind, formats func(int) int16, msgs func(i int, b []byte) []byte) error {
 	// Inside a transaction the shards' backends are the transaction's:
 	// those it has already, parked, and new ones that join it here.
-	inTx := s.inTx()
-	if err := s.letGo(); err != nil {
+	inTx, err := s.startParts()
+	if err != nil {
 		return err
-	}
-	if s.vtx != nil {
-		s.txBegin = strings.Join(s.vtx, ";")
-		s.vtx = nil
 	}
 	s.scatterTx, s.scatterFailed = inTx, false
 	// Outside a transaction a write to several shards runs in a
@@ -426,7 +422,6 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 		}
 	}
 	s.routeNotice(d.shards, servers)
-	var err error
 	switch merge {
 	case gatherSorted:
 		err = s.gatherSorted(parts, d, extended)
@@ -524,6 +519,23 @@ func (s *session) afterParts(lost, failed bool) byte {
 	}
 	s.vtxFailed = s.vtxStatus == 'E'
 	return s.vtxStatus
+}
+
+// startParts readies the session for a statement that runs on several
+// shards: it reports whether the client is in a transaction (which the
+// shards' connections then join), lets go of the backend it holds (parks
+// it, in a transaction), and takes up the BEGIN of a transaction not
+// bound to a shard yet.
+func (s *session) startParts() (inTx bool, err error) {
+	inTx = s.inTx()
+	if err := s.letGo(); err != nil {
+		return inTx, err
+	}
+	if s.vtx != nil {
+		s.txBegin = strings.Join(s.vtx, ";")
+		s.vtx = nil
+	}
+	return inTx, nil
 }
 
 // partConn takes the connection a scatter runs on for shard: inside a
