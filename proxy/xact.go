@@ -239,6 +239,11 @@ func (s *session) multiTxStatement(st parser.Statement) (bool, string, error) {
 	return false, "", nil
 }
 
+// ownRoundTimeout bounds one round of pgshard's own queries on a
+// transaction's backends (COMMIT, PREPARE TRANSACTION, COMMIT PREPARED,
+// ROLLBACK).
+const ownRoundTimeout = time.Minute
+
 // partResult is how a query of pgshard's own ended on one backend.
 type partResult struct {
 	err    *pgError
@@ -254,6 +259,10 @@ func runSimple(parts []*txPart, sql func(*txPart) string) []partResult {
 	sink := newScatterSink()
 	pending := 0
 	idx := map[*serverConn]int{}
+	// A server that stops answering without closing the connection must
+	// not hold the client's COMMIT forever: past the deadline the
+	// connection counts as lost (recovery settles what was prepared).
+	deadline := time.Now().Add(ownRoundTimeout)
 	for i, tp := range parts {
 		c := tp.c
 		c.sink.Store(sink)
@@ -262,6 +271,7 @@ func runSimple(parts []*txPart, sql func(*txPart) string) []partResult {
 			c.sink.Store(nil)
 			continue
 		}
+		c.nc.SetReadDeadline(deadline)
 		idx[c] = i
 		pending++
 		if _, err := c.bw.Write(appendQuery(nil, sql(tp))); err == nil {
@@ -297,6 +307,7 @@ func runSimple(parts []*txPart, sql func(*txPart) string) []partResult {
 	}
 	for c := range idx {
 		c.sink.Store(nil)
+		c.nc.SetReadDeadline(time.Time{})
 	}
 	close(sink.quit)
 	for i, tp := range parts {
