@@ -16,7 +16,7 @@ import (
 // The latency suite measures what a proxy adds to the latency of one
 // statement: pgbench -S in the simple protocol with a single client, so
 // that nothing queues, against PostgreSQL directly, through PgBouncer and
-// through pgshard, one after another in the same run. pgbench logs every
+// through pgshard, taking turns in the same run. pgbench logs every
 // transaction (-l); the percentiles come from those logs, and the figure
 // is a proxy's percentile minus the direct one.
 
@@ -24,8 +24,13 @@ func init() {
 	suites = append(suites, suite{name: "latency", run: runLatency})
 }
 
-// latencyGoalP50 is the most pgshard may add to the median latency.
-const latencyGoalP50 = 40.0 // µs
+const (
+	// latencyGoalP50 is the most pgshard may add to the median latency.
+	latencyGoalP50 = 40.0 // µs
+	// latencyRounds is how many turns each target takes, the duration
+	// shared between them (at least a second each).
+	latencyRounds = 3
+)
 
 // runLatency measures the three targets and adds the p50 and p99 rows.
 func runLatency(ctx context.Context, e *suiteEnv, res *results) error {
@@ -45,13 +50,23 @@ func runLatency(ctx context.Context, e *suiteEnv, res *results) error {
 			}
 		}
 	}
+	// The duration is split in rounds, the targets taking turns in a
+	// rotating order, so that drift on a busy machine hits them alike.
+	secs := int(e.s.duration / time.Second)
+	rounds := min(latencyRounds, secs)
+	per := time.Duration(secs/rounds) * time.Second
+	for round := range rounds {
+		for i := range targets {
+			t := targets[(i+round)%len(targets)]
+			prefix := filepath.Join(dir, fmt.Sprintf("%s.r%d", t.name, round))
+			if _, err := pgbenchTPS(ctx, e.pgbench, per, latencyArgs(t.port, per, prefix)); err != nil {
+				return fmt.Errorf("against %s: %w", t.name, err)
+			}
+		}
+	}
 	lat := make(map[string]latencies, len(targets))
 	for _, t := range targets {
-		prefix := filepath.Join(dir, t.name)
-		if _, err := pgbenchTPS(ctx, e.pgbench, e.s.duration, latencyArgs(t.port, e.s.duration, prefix)); err != nil {
-			return fmt.Errorf("against %s: %w", t.name, err)
-		}
-		l, err := readLatencyLogs(prefix)
+		l, err := readLatencyLogs(filepath.Join(dir, t.name))
 		if err != nil {
 			return fmt.Errorf("against %s: %w", t.name, err)
 		}
@@ -59,8 +74,8 @@ func runLatency(ctx context.Context, e *suiteEnv, res *results) error {
 		fmt.Printf("bench: latency %-9s p50 %6.0f µs  p99 %6.0f µs  (%d transactions)\n", t.name, l.p50, l.p99, l.n)
 	}
 	direct, bouncer, shard := lat["direct"], lat["pgbouncer"], lat["pgshard"]
-	run := fmt.Sprintf("pgbench -S -M simple, 1 client, %v per target, percentiles of every transaction's latency (%d, %d and %d transactions)",
-		e.s.duration, direct.n, bouncer.n, shard.n)
+	run := fmt.Sprintf("pgbench -S -M simple, 1 client, %d rounds of %v per target, percentiles of every transaction's latency (%d, %d and %d transactions)",
+		rounds, per, direct.n, bouncer.n, shard.n)
 
 	added50, anchor50 := shard.p50-direct.p50, bouncer.p50-direct.p50
 	res.addGoal(goal{
@@ -106,8 +121,8 @@ type latencies struct {
 }
 
 // readLatencyLogs reads the transaction logs pgbench wrote with
-// logPrefix (one per thread: logPrefix.<pid>[.<thread>]) and summarizes
-// them.
+// logPrefix or logPrefix.<anything> as its --log-prefix (one per thread:
+// logPrefix.<pid>[.<thread>]) and summarizes them.
 func readLatencyLogs(logPrefix string) (latencies, error) {
 	files, err := filepath.Glob(logPrefix + ".*")
 	if err != nil {

@@ -55,8 +55,15 @@ const (
 // idleCost is what idleClients idle clients cost a proxy.
 type idleCost struct {
 	rssBefore, rssAfter int64 // KiB
-	// goroutinesBefore and goroutinesAfter are pgshard's; -1 for PgBouncer.
-	goroutinesBefore, goroutinesAfter int64
+	// before and after are pgshard's Go runtime metrics; zero for
+	// PgBouncer.
+	before, after goMetrics
+}
+
+// goMetrics are figures of a Go process's Prometheus metrics.
+type goMetrics struct {
+	goroutines            int64
+	heapInuse, stackInuse int64 // bytes
 }
 
 func (c idleCost) rssPerClient() float64 {
@@ -108,7 +115,7 @@ func runMemory(ctx context.Context, e *suiteEnv, res *results) error {
 			"VmRSS with %d idle clients logged in (trust, no TLS) minus before: pgshard %d → %d KiB, PgBouncer %d → %d KiB",
 			idleClients, sc.rssBefore, sc.rssAfter, bc.rssBefore, bc.rssAfter)), "; "),
 	})
-	perGoroutines := float64(sc.goroutinesAfter-sc.goroutinesBefore) / idleClients
+	perGoroutines := float64(sc.after.goroutines-sc.before.goroutines) / idleClients
 	res.addGoal(goal{
 		figure: "goroutines per idle client",
 		value:  fmt.Sprintf("%.2f", perGoroutines),
@@ -116,8 +123,10 @@ func runMemory(ctx context.Context, e *suiteEnv, res *results) error {
 		ratio:  "–",
 		goal:   fmt.Sprintf("≤ %.0f", goroutineGoal),
 		met:    yesNo(perGoroutines <= goroutineGoal),
-		note: fmt.Sprintf("go_goroutines of pgshard %d → %d with %d idle clients",
-			sc.goroutinesBefore, sc.goroutinesAfter, idleClients),
+		note: fmt.Sprintf("go_goroutines of pgshard %d → %d with %d idle clients; per client, Go heap in use %.1f KiB, goroutine stacks %.1f KiB",
+			sc.before.goroutines, sc.after.goroutines, idleClients,
+			float64(sc.after.heapInuse-sc.before.heapInuse)/1024/idleClients,
+			float64(sc.after.stackInuse-sc.before.stackInuse)/1024/idleClients),
 	})
 	return nil
 }
@@ -150,14 +159,14 @@ func raiseFileLimit(want uint64) (uint64, error) {
 // measureIdle opens idleClients idle clients to d, measuring d before and
 // after, then closes them. With metricsAddr it counts goroutines there too.
 func measureIdle(ctx context.Context, d *daemon, metricsAddr string) (idleCost, error) {
-	c := idleCost{goroutinesBefore: -1, goroutinesAfter: -1}
+	var c idleCost
 	pid := d.cmd.Process.Pid
 	var err error
 	if c.rssBefore, err = readVmRSS(pid); err != nil {
 		return c, err
 	}
 	if metricsAddr != "" {
-		if c.goroutinesBefore, err = goroutines(ctx, metricsAddr); err != nil {
+		if c.before, err = readGoMetrics(ctx, metricsAddr); err != nil {
 			return c, err
 		}
 	}
@@ -177,7 +186,7 @@ func measureIdle(ctx context.Context, d *daemon, metricsAddr string) (idleCost, 
 		return c, err
 	}
 	if metricsAddr != "" {
-		if c.goroutinesAfter, err = goroutines(ctx, metricsAddr); err != nil {
+		if c.after, err = readGoMetrics(ctx, metricsAddr); err != nil {
 			return c, err
 		}
 	}
@@ -264,7 +273,8 @@ func startIdlePgBouncer(ctx context.Context, bin, dir string, cred *syscall.Cred
 // idlePgBouncerIni is the memory suite's PgBouncer configuration: that of
 // pgBouncerIni's transaction-mode database, with trust logins (the user
 // must still be in userlist, whose password it logs in to PostgreSQL with)
-// and room for twice idleClients.
+// and room for idleClients and a fifth more (PgBouncer sizes its file
+// descriptors by max_client_conn, and may not raise the limit).
 func idlePgBouncerIni(userlist string, port, pgPort int) string {
 	return fmt.Sprintf(`;; Written by the pgshard bench (memory suite).
 [databases]
@@ -283,7 +293,7 @@ server_tls_sslmode = disable
 ignore_startup_parameters = extra_float_digits
 log_connections = 0
 log_disconnections = 0
-`, appDB, host, pgPort, appDB, host, port, userlist, poolSize, 2*idleClients)
+`, appDB, host, pgPort, appDB, host, port, userlist, poolSize, idleClients+idleClients/5)
 }
 
 // openIdleClients logs n clients in as appUser to appDB on port, dialers
@@ -487,28 +497,42 @@ func parseVmRSS(status string) (int64, error) {
 	return 0, errors.New("no VmRSS in /proc status (a kernel thread, or a process that has exited?)")
 }
 
-// goroutines reads go_goroutines from the Prometheus metrics at addr.
-func goroutines(ctx context.Context, addr string) (int64, error) {
+// readGoMetrics reads the Go runtime's figures from the Prometheus
+// metrics at addr.
+func readGoMetrics(ctx context.Context, addr string) (goMetrics, error) {
+	var m goMetrics
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
-		return 0, err
+		return m, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err
+		return m, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("GET /metrics: %s", resp.Status)
+		return m, fmt.Errorf("GET /metrics: %s", resp.Status)
 	}
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, err
+		return m, err
 	}
-	v, err := parseGauge(string(b), "go_goroutines")
-	return int64(v), err
+	var errs []error
+	for _, g := range []struct {
+		name string
+		v    *int64
+	}{
+		{"go_goroutines", &m.goroutines},
+		{"go_memstats_heap_inuse_bytes", &m.heapInuse},
+		{"go_memstats_stack_inuse_bytes", &m.stackInuse},
+	} {
+		v, err := parseGauge(string(b), g.name)
+		*g.v = int64(v)
+		errs = append(errs, err)
+	}
+	return m, errors.Join(errs...)
 }
 
 // parseGauge returns the value of the unlabelled sample name in the
