@@ -29,7 +29,13 @@ const (
 	// maxAuthLen bounds password and SASL messages.
 	maxAuthLen = 8192
 
-	clientBufSize = 8 << 10
+	// clientReadBufSize and clientWriteBufSize size each client's buffers.
+	// Clients mostly send small messages (larger ones are read into the
+	// session's own buffer, COPY data is relayed in pieces), while
+	// results stream to them: the read side is the smaller, since every
+	// idle client holds both.
+	clientReadBufSize  = 4 << 10
+	clientWriteBufSize = 8 << 10
 )
 
 var syscallEMFILE = syscall.EMFILE
@@ -125,7 +131,7 @@ func (s *Server) sessionPool(db *database, u *user, userName string) (string, st
 // SSLRequest and GSSENCRequest and serving CancelRequest.
 func (s *Server) negotiate(ctx context.Context, nc net.Conn) (net.Conn, *bufio.Reader, *startup, error) {
 	var conn net.Conn = nc
-	br := bufio.NewReaderSize(nc, clientBufSize)
+	br := bufio.NewReaderSize(nc, clientReadBufSize)
 	secured := false
 	for {
 		pkt, err := readStartupPacket(br)
@@ -149,7 +155,7 @@ func (s *Server) negotiate(ctx context.Context, nc net.Conn) (net.Conn, *bufio.R
 					return conn, nil, nil, fmt.Errorf("TLS handshake: %w", err)
 				}
 				conn, secured = tc, true
-				br = bufio.NewReaderSize(tc, clientBufSize)
+				br = bufio.NewReaderSize(tc, clientReadBufSize)
 				continue
 			}
 			if _, err := conn.Write([]byte{'N'}); err != nil {
@@ -230,7 +236,7 @@ func parseStartup(b []byte) (*startup, error) {
 // login authenticates the client, sets up its session and sends the
 // messages that end the startup phase.
 func (s *Server) login(ctx context.Context, conn net.Conn, br *bufio.Reader, st *startup, overLimit bool) (*session, error) {
-	cw := bufio.NewWriterSize(conn, clientBufSize)
+	cw := bufio.NewWriterSize(conn, clientWriteBufSize)
 	if st.minor > 0 || len(st.unknown) > 0 {
 		// Protocol 3.x for x > 0 and _pq_ options: say what we speak, once.
 		b := appendHeader(nil, 'v', 8+lenStrings(st.unknown))
