@@ -204,12 +204,13 @@ func measureStream(ctx context.Context, e *suiteEnv, res *results, layout string
 	if err != nil {
 		return err
 	}
-	direct, proxied, fastErr := streamTimes(ctx, servers, d.port)
+	direct, proxied, sequential, fastErr := streamTimes(ctx, servers, d.port)
 	if fastErr = errors.Join(fastErr, d.stop()); fastErr == nil {
 		anchorNote := "one client reading the server directly"
 		if len(servers) > 1 {
-			anchorNote = fmt.Sprintf("anchor: %d clients reading the %d shards directly in parallel, the time of the slowest (all %d rows at once); %d CPUs",
-				len(servers), len(servers), streamRows, numCPU())
+			anchorNote = fmt.Sprintf("anchor: %d clients reading the %d shards directly in parallel, the time of the slowest (all %d rows at once); one client reading the shards one after another: %s (ratio %s); %d CPUs",
+				len(servers), len(servers), streamRows, rowsPerSecond(streamRows, sequential),
+				ratio(sequential.Seconds(), proxied.Seconds(), true), numCPU())
 		}
 		res.addGoal(goal{
 			figure: "row stream throughput, " + layout,
@@ -251,26 +252,38 @@ func measureStream(ctx context.Context, e *suiteEnv, res *results, layout string
 
 // streamTimes reads the table streamRounds times directly from servers
 // (in parallel, one client each) and through pgshard on port, alternating,
-// and returns the median times.
-func streamTimes(ctx context.Context, servers []*pgtest.Server, port int) (direct, proxied time.Duration, err error) {
-	var ds, ps []time.Duration
+// and returns the median times. With several servers it also returns the
+// median time of one client reading them one after another (else 0).
+func streamTimes(ctx context.Context, servers []*pgtest.Server, port int) (direct, proxied, sequential time.Duration, err error) {
+	var ds, ps, ss []time.Duration
 	for round := range streamRounds {
+		if len(servers) > 1 {
+			var sum time.Duration
+			for _, srv := range servers {
+				t, _, err := readAll(ctx, srv.URL(appUser, appPassword, appDB))
+				if err != nil {
+					return 0, 0, 0, err
+				}
+				sum += t
+			}
+			ss = append(ss, sum)
+		}
 		for i := range 2 {
 			var t time.Duration
 			if (i+round)%2 == 0 {
 				if t, err = readDirectParallel(ctx, servers); err != nil {
-					return 0, 0, err
+					return 0, 0, 0, err
 				}
 				ds = append(ds, t)
 			} else {
 				if t, err = readAllTimed(ctx, pgshardURL(port), streamRows); err != nil {
-					return 0, 0, fmt.Errorf("through pgshard: %w", err)
+					return 0, 0, 0, fmt.Errorf("through pgshard: %w", err)
 				}
 				ps = append(ps, t)
 			}
 		}
 	}
-	return median(ds), median(ps), nil
+	return median(ds), median(ps), median(ss), nil
 }
 
 // readDirectParallel reads each server's part with a client of its own,
