@@ -424,15 +424,16 @@ func slowRead(ctx context.Context, d *daemon) (slowResult, error) {
 		rows.Close()
 		err = rows.Err()
 	}
+	early := readCtx.Err() == nil // the read ended before its time was up
 	<-readCtx.Done()
 	sampleErr := <-sampled
 	switch {
 	case ctx.Err() != nil:
 		return r, ctx.Err()
-	case err != nil && readCtx.Err() == nil:
+	case early && err != nil:
 		return r, fmt.Errorf("slow read: %w", err)
-	case err == nil:
-		return r, fmt.Errorf("the slow client read all %d rows in %v: make it slower", r.rows, slowReadFor)
+	case early:
+		return r, fmt.Errorf("the slow client read all %d rows in less than %v: make it slower", r.rows, slowReadFor)
 	case sampleErr != nil:
 		return r, sampleErr
 	}
