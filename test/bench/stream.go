@@ -42,7 +42,7 @@ const (
 	streamRule   = "{name: stream_t, key: id, method: hash, key_type: integer}"
 	streamQuery  = "SELECT id, pad FROM stream_t"
 	// streamRounds is how many times each fast read runs; the median counts.
-	streamRounds = 3
+	streamRounds = 5
 	// slowReadFor is how long the slow client reads before it gives up;
 	// slowBatch rows are read between pauses of slowPause, so it reads at
 	// most slowBatch/slowPause rows a second (100,000: a fifth of the table
