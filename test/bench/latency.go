@@ -195,9 +195,3 @@ func percentile(sorted []float64, p float64) float64 {
 }
 
 // yesNo is the met column of a goal.
-func yesNo(ok bool) string {
-	if ok {
-		return "yes"
-	}
-	return "no"
-}

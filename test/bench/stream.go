@@ -498,10 +498,3 @@ func rowsPerSecond(rows int64, d time.Duration) string {
 func mib(bytes int64) string { return fmt.Sprintf("%.1f MiB", float64(bytes)/(1<<20)) }
 
 func numCPU() int { return runtime.NumCPU() }
-
-func yesNo(ok bool) string {
-	if ok {
-		return "yes"
-	}
-	return "no"
-}

@@ -84,3 +84,11 @@ func renderGoals(r *results) string {
 	}
 	return b.String()
 }
+
+// yesNo is a met? cell.
+func yesNo(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "no"
+}
