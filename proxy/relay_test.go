@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -23,6 +24,12 @@ type relayClient struct {
 }
 
 func newRelayClient(t testing.TB, rows int) *relayClient {
+	return newRelayClientFor(t, rows, "SELECT abalance FROM users WHERE id = %d")
+}
+
+// newRelayClientFor sends query, whose %d is replaced by a new literal
+// each time.
+func newRelayClientFor(t testing.TB, rows int, query string) *relayClient {
 	t.Helper()
 	fb := startFakeBackend(t)
 	fb.setRows(rows)
@@ -39,7 +46,7 @@ func newRelayClient(t testing.TB, rows int) *relayClient {
 	rc.br = bufio.NewReaderSize(rc.c.nc, 8192)
 	// Different literals, one cache entry: pgbench -S in simple mode.
 	for i := range 64 {
-		rc.queries = append(rc.queries, appendQuery(nil, "SELECT abalance FROM users WHERE id = "+strconv.Itoa(i*7919)))
+		rc.queries = append(rc.queries, appendQuery(nil, strings.ReplaceAll(query, "%d", strconv.Itoa(i*7919))))
 	}
 	rc.roundTrip() // warm the parse cache and the backend pool
 	return rc
@@ -100,6 +107,23 @@ func BenchmarkRelay(b *testing.B) {
 	for _, rows := range []int{1, 100} {
 		b.Run(fmt.Sprintf("rows=%d", rows), func(b *testing.B) {
 			rc := newRelayClient(b, rows)
+			msgs := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				msgs += rc.roundTrip()
+			}
+			b.ReportMetric(float64(msgs)/float64(b.N), "msgs/op")
+		})
+	}
+}
+
+// BenchmarkMergeSorted is a two-shard SELECT with ORDER BY: the shards'
+// sorted rows are merged by the session (merge.go). allocs/op counts the
+// proxy, the fake backend and the client.
+func BenchmarkMergeSorted(b *testing.B) {
+	for _, rows := range []int{1, 100} {
+		b.Run(fmt.Sprintf("rows=%d per shard", rows), func(b *testing.B) {
+			rc := newRelayClientFor(b, rows, "SELECT abalance FROM users WHERE abalance > %d ORDER BY abalance")
 			msgs := 0
 			b.ReportAllocs()
 			for b.Loop() {
