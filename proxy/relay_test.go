@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"testing"
@@ -131,5 +132,23 @@ func BenchmarkMergeSorted(b *testing.B) {
 			}
 			b.ReportMetric(float64(msgs)/float64(b.N), "msgs/op")
 		})
+	}
+}
+
+// TestWriteHeader: writeHeader writes what appendHeader appends, without
+// allocating (writeMsg sends every Parse, Bind and Execute through it).
+func TestWriteHeader(t *testing.T) {
+	var out strings.Builder
+	w := bufio.NewWriter(&out)
+	if err := writeHeader(w, 'Q', 300); err != nil {
+		t.Fatal(err)
+	}
+	w.Flush()
+	if want := string(appendHeader(nil, 'Q', 300)); out.String() != want {
+		t.Errorf("writeHeader wrote %q, want %q", out.String(), want)
+	}
+	w = bufio.NewWriter(io.Discard)
+	if n := testing.AllocsPerRun(100, func() { writeHeader(w, 'B', 20) }); n != 0 {
+		t.Errorf("writeHeader allocates %v times", n)
 	}
 }
