@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,6 +34,23 @@ type fakeBackend struct {
 	mu    sync.Mutex
 	conns int
 	log   []string // "<conn>:<type> <detail>"
+
+	// rows, when set, is the reply (RowDescription, DataRows,
+	// CommandComplete) to a Query that starts with "SELECT abalance",
+	// written as is: the fake allocates nothing per row it sends.
+	rows atomic.Pointer[[]byte]
+}
+
+// setRows makes the fake answer "SELECT abalance ..." with n one-column rows.
+func (fb *fakeBackend) setRows(n int) {
+	var b []byte
+	b, _ = (&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
+		{Name: []byte("abalance"), DataTypeOID: 23, DataTypeSize: 4, TypeModifier: -1}}}).Encode(b)
+	for i := range n {
+		b, _ = (&pgproto3.DataRow{Values: [][]byte{[]byte(strconv.Itoa(i))}}).Encode(b)
+	}
+	b, _ = (&pgproto3.CommandComplete{CommandTag: []byte("SELECT " + strconv.Itoa(n))}).Encode(b)
+	fb.rows.Store(&b)
 }
 
 func startFakeBackend(t testing.TB) *fakeBackend {
@@ -158,6 +177,13 @@ func (fb *fakeBackend) serve(c net.Conn) {
 			if m.String == "die" {
 				return
 			}
+			if rows := fb.rows.Load(); rows != nil && strings.HasPrefix(m.String, "SELECT abalance") {
+				be.Flush()
+				c.Write(*rows)
+				be.Send(&pgproto3.ReadyForQuery{TxStatus: status})
+				be.Flush()
+				continue
+			}
 			for _, q := range strings.Split(m.String, ";") {
 				if strings.TrimSpace(q) == "" {
 					continue
@@ -283,7 +309,7 @@ func (fb *fakeBackend) serveHealthCheck(be *pgproto3.Backend) {
 // "db".
 func fakeProxy(t testing.TB, fb *fakeBackend, mode PoolMode, poolSize int) string {
 	t.Helper()
-	srv, err := NewServer(Options{
+	return serveProxy(t, Options{
 		PoolMode:         mode,
 		ServerResetQuery: "DISCARD ALL",
 		QueryWaitTimeout: 5 * time.Second,
@@ -291,6 +317,13 @@ func fakeProxy(t testing.TB, fb *fakeBackend, mode PoolMode, poolSize int) strin
 		Databases: []Database{{Name: "db", BackendUser: "u", PoolSize: poolSize,
 			Shards: []Shard{{Name: "s0", Primary: fb.url()}}}},
 	})
+}
+
+// serveProxy runs a Server with opts on a loopback port until the test
+// ends and returns its address.
+func serveProxy(t testing.TB, opts Options) string {
+	t.Helper()
+	srv, err := NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

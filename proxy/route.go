@@ -378,41 +378,53 @@ func (p *bindParams) format(i int) int16 {
 	return 0
 }
 
-// keyValues returns the text forms of a value that a key column is
-// compared with, and whether all of them are known. Arrays (key =
-// ANY($1)) give each element.
-func keyValues(v parser.Value, array bool, p *bindParams, typ routing.KeyType) ([]string, bool, error) {
+// keyValues appends to dst the text forms of a value that a key column is
+// compared with, and reports whether all of them are known (if not, dst is
+// returned as it was). Arrays (key = ANY($1)) give each element. A scalar
+// costs no allocation beyond dst's growth.
+func keyValues(dst []string, v parser.Value, array bool, p *bindParams, typ routing.KeyType) ([]string, bool, error) {
+	var (
+		vals []string
+		ok   bool
+		err  error
+	)
 	switch v.Kind {
 	case parser.ValueInt, parser.ValueNumeric, parser.ValueString, parser.ValueBool:
-		if array {
-			return parseTextArray(v.Text)
+		if !array {
+			return append(dst, v.Text), true, nil
 		}
-		return []string{v.Text}, true, nil
+		vals, ok, err = parseTextArray(v.Text)
 	case parser.ValueParam:
 		if p != nil && p.literals != nil {
 			if v.Param < 1 || v.Param > len(p.literals) {
-				return nil, false, nil
+				return dst, false, nil
 			}
 			v = parser.Value{Kind: parser.ValueString, Text: p.literals[v.Param-1]}
-			return keyValues(v, array, nil, typ)
+			return keyValues(dst, v, array, nil, typ)
 		}
 		if p == nil || v.Param < 1 || v.Param > len(p.values) || p.values[v.Param-1] == nil {
-			return nil, false, nil
+			return dst, false, nil
 		}
 		raw, f := p.values[v.Param-1], p.format(v.Param-1)
-		if array {
-			if f == 0 {
-				return parseTextArray(string(raw))
+		if !array {
+			s, err := routing.BindText(typ, f, raw)
+			if err != nil {
+				return dst, false, fmt.Errorf("parameter $%d: %w", v.Param, err)
 			}
-			return parseBinaryArray(raw, typ)
+			return append(dst, s), true, nil
 		}
-		s, err := routing.BindText(typ, f, raw)
-		if err != nil {
-			return nil, false, fmt.Errorf("parameter $%d: %w", v.Param, err)
+		if f == 0 {
+			vals, ok, err = parseTextArray(string(raw))
+		} else {
+			vals, ok, err = parseBinaryArray(raw, typ)
 		}
-		return []string{s}, true, nil
+	default:
+		return dst, false, nil
 	}
-	return nil, false, nil
+	if err != nil || !ok {
+		return dst, ok, err
+	}
+	return append(dst, vals...), true, nil
 }
 
 // parseTextArray reads a one-dimensional array literal such as {1,2,"a b"}.
@@ -800,7 +812,7 @@ func limitOf(v *parser.Value, p *bindParams) (int64, error) {
 	if v == nil {
 		return -1, nil
 	}
-	vals, ok, err := keyValues(*v, false, p, routing.KeyInt)
+	vals, ok, err := keyValues(nil, *v, false, p, routing.KeyInt)
 	if err != nil {
 		return 0, &pgError{Severity: "ERROR", Code: codeInvalidTextRepr, Message: "invalid LIMIT or OFFSET: " + err.Error(), err: err}
 	}
@@ -861,7 +873,7 @@ func (rt *routes) statement(r *routing.Router, a *parser.Analysis, p *bindParams
 		}
 		kp := routing.KeyPred{ColumnRef: routing.ColumnRef{Table: t, Column: pr.Column}, Known: true}
 		for _, v := range pr.Values {
-			vals, ok, err := keyValues(v, pr.Array, p, ru.Type)
+			vals, ok, err := keyValues(kp.Values, v, pr.Array, p, ru.Type)
 			if err != nil {
 				return st, nil, err
 			}
@@ -869,7 +881,7 @@ func (rt *routes) statement(r *routing.Router, a *parser.Analysis, p *bindParams
 				kp.Known = false
 				break
 			}
-			kp.Values = append(kp.Values, vals...)
+			kp.Values = vals
 		}
 		st.Keys = append(st.Keys, kp)
 	}
@@ -897,7 +909,7 @@ func (rt *routes) statement(r *routing.Router, a *parser.Analysis, p *bindParams
 					kp.Known = false
 					break
 				}
-				vals, ok, err := keyValues(row[col], false, p, ru.Type)
+				vals, ok, err := keyValues(kp.Values, row[col], false, p, ru.Type)
 				if err != nil {
 					return st, nil, err
 				}
@@ -905,7 +917,7 @@ func (rt *routes) statement(r *routing.Router, a *parser.Analysis, p *bindParams
 					kp.Known = false
 					break
 				}
-				kp.Values = append(kp.Values, vals...)
+				kp.Values = vals
 			}
 		}
 		if !kp.Known && st.HintShard == "" && st.HintKey == "" {

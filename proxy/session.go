@@ -552,8 +552,9 @@ func (s *session) writeMsg(c *serverConn, typ byte, body ...[]byte) error {
 	for _, b := range body {
 		n += len(b)
 	}
-	var h [headerLen]byte
-	s.write(c, appendHeader(h[:0], typ, n))
+	if err := writeHeader(c.bw, typ, n); err != nil {
+		c.nc.Close() // as in write
+	}
 	for _, b := range body {
 		s.write(c, b)
 	}

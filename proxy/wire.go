@@ -81,6 +81,17 @@ func appendHeader(buf []byte, typ byte, bodyLen int) []byte {
 	return binary.BigEndian.AppendUint32(buf, uint32(bodyLen+4))
 }
 
+// writeHeader writes a message header to w byte by byte: a header array
+// handed to w.Write would escape to the heap, once per message.
+func writeHeader(w *bufio.Writer, typ byte, bodyLen int) error {
+	n := uint32(bodyLen + 4)
+	w.WriteByte(typ)
+	w.WriteByte(byte(n >> 24))
+	w.WriteByte(byte(n >> 16))
+	w.WriteByte(byte(n >> 8))
+	return w.WriteByte(byte(n)) // a bufio.Writer's error is sticky
+}
+
 func appendReadyForQuery(buf []byte, status byte) []byte {
 	return append(appendHeader(buf, 'Z', 1), status)
 }

@@ -128,10 +128,14 @@ func (o *RowOrder) Compare(a, b [][]byte) int {
 	return 0
 }
 
+// errMalformedDataRow is SplitDataRow's error: one value, so that
+// splitting a row allocates nothing.
+var errMalformedDataRow = errors.New("malformed DataRow")
+
 // SplitDataRow returns the values of a DataRow body, nil for NULL; they
 // alias body. dst is reused.
 func SplitDataRow(body []byte, dst [][]byte) ([][]byte, error) {
-	bad := errors.New("malformed DataRow")
+	bad := errMalformedDataRow
 	if len(body) < 2 {
 		return nil, bad
 	}

@@ -17,7 +17,7 @@ import (
 //
 // With MODULUS 3, PostgreSQL puts integer keys 1 → 2, 2 → 0, 3 → 1, 5 → 2,
 // 42 → 0 (checked against real hash-partitioned tables in test/).
-func testRouter(t *testing.T) *Router {
+func testRouter(t testing.TB) *Router {
 	t.Helper()
 	h3, err := NewHash(KeyInt, 3)
 	if err != nil {
