@@ -210,3 +210,21 @@ func TestPgshardConfig(t *testing.T) {
 		t.Errorf("sharded configuration: pool_size %d, pool_mode %q", db.PoolSize, cfg.PoolMode)
 	}
 }
+
+func TestWantedSuites(t *testing.T) {
+	for _, c := range []struct {
+		list, name string
+		want       bool
+	}{
+		{"all", "memory", true},
+		{"none", "memory", false},
+		{"latency,memory", "memory", true},
+		{"latency, streaming", "streaming and scatter-gather (stream_t)", true},
+		{"latency", "memory", false},
+		{"", "memory", false},
+	} {
+		if got := wanted(c.list, c.name); got != c.want {
+			t.Errorf("wanted(%q, %q) = %v, want %v", c.list, c.name, got, c.want)
+		}
+	}
+}

@@ -80,6 +80,11 @@ type settings struct {
 	pgshard  string // prebuilt binary, or "" to build one
 	bouncer  string // pgbouncer binary, or "" to look for it
 	keep     bool   // keep the temporary directory
+	// suites, when not "all", names the suites to run (comma-separated
+	// prefixes of their names; "none" runs none); modes, when empty,
+	// skips the pgbench -S runs.
+	suites string
+	modes  bool
 }
 
 func main() {
@@ -94,6 +99,8 @@ func main() {
 	flag.StringVar(&s.out, "out", "", "also write the results as Markdown to this file")
 	flag.StringVar(&s.pgshard, "pgshard", "", "pgshard binary to measure; empty builds ./cmd/pgshard into a temporary directory")
 	flag.StringVar(&s.bouncer, "pgbouncer", "", "pgbouncer binary; empty looks in /usr/sbin and on PATH")
+	flag.StringVar(&s.suites, "suites", "all", `suites to run after pgbench -S, as comma-separated prefixes of their names ("latency,memory,streaming"), or "none"`)
+	flag.BoolVar(&s.modes, "pgbench", true, "run the pgbench -S throughput table; false measures only the suites")
 	flag.BoolVar(&s.keep, "keep", false, "keep the temporary directory with the proxies' configurations and logs, and print its path")
 	flag.Parse()
 	if err := s.validate(); err != nil {
@@ -259,8 +266,10 @@ func run(ctx context.Context, s settings) (err error) {
 		targets = append(targets, t)
 	}
 	load := loadAverage()
-	if err := measure(ctx, pgbench, s, targets, res); err != nil {
-		return err
+	if s.modes {
+		if err := measure(ctx, pgbench, s, targets, res); err != nil {
+			return err
+		}
 	}
 	runSuites(ctx, &suiteEnv{s: s, dir: dir, cred: cred, pgbench: pgbench, pgshardBin: pgshardBin, bouncerBin: bouncerBin,
 		pg: pg, shards: shards, bouncer: bouncer, pgshard: shard}, res)
@@ -268,7 +277,10 @@ func run(ctx context.Context, s settings) (err error) {
 	if err != nil {
 		return err
 	}
-	report := render(res, s, env, shardRows) + renderGoals(res)
+	report := renderGoals(res)
+	if s.modes {
+		report = render(res, s, env, shardRows) + report
+	}
 	fmt.Print("\n" + report)
 	if s.out != "" {
 		if err := os.WriteFile(s.out, []byte(report), 0o644); err != nil {

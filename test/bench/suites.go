@@ -55,6 +55,9 @@ func (r *results) addGoal(g goal) { r.goals = append(r.goals, g) }
 // runSuites runs every registered suite, each failure recorded as a row.
 func runSuites(ctx context.Context, e *suiteEnv, res *results) {
 	for _, su := range suites {
+		if !wanted(e.s.suites, su.name) {
+			continue
+		}
 		fmt.Printf("bench: %s\n", su.name)
 		if err := su.run(ctx, e, res); err != nil {
 			res.addGoal(goal{figure: su.name, value: "failed", met: "–", note: err.Error()})
@@ -91,4 +94,17 @@ func yesNo(ok bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// wanted reports whether the -suites list selects the suite called name.
+func wanted(list, name string) bool {
+	if list == "all" {
+		return true
+	}
+	for _, p := range strings.Split(list, ",") {
+		if p = strings.TrimSpace(p); p != "" && p != "none" && strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
 }
