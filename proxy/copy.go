@@ -106,7 +106,7 @@ func (s *session) copyInStart(d decision, body []byte) error {
 	var resp []byte
 	ready := 0
 	for ready < len(ci.parts) {
-		m := <-ci.sink.msgs
+		m := ci.sink.next()
 		p := ci.part(m.c)
 		if p == nil || p.done || p.tag == "G" {
 			continue
@@ -215,12 +215,11 @@ func (s *session) copyInData(n int) error {
 // poll handles what the shards sent meanwhile: an error fails the COPY.
 func (ci *copyIn) poll() {
 	for {
-		select {
-		case m := <-ci.sink.msgs:
-			ci.handle(m)
-		default:
+		m, ok := ci.sink.tryNext()
+		if !ok {
 			return
 		}
+		ci.handle(m)
 	}
 }
 
@@ -306,7 +305,7 @@ func (ci *copyIn) finish() error {
 	s.copyin = nil
 	for _, p := range ci.parts {
 		for !p.done {
-			ci.handle(<-ci.sink.msgs)
+			ci.handle(ci.sink.next())
 		}
 	}
 	if ci.atomic {

@@ -45,13 +45,11 @@ func (s *session) gatherSorted(parts []*scatterPart, d decision, extended bool) 
 			if len(g.out) > 64<<10 {
 				g.out = s.writeClient(g.out)
 			}
-			var m scatterMsg
-			select {
-			case m = <-p.sink.msgs:
-			default:
+			m, ok := p.sink.tryNext()
+			if !ok {
 				g.out = s.writeClient(g.out)
 				s.flushClient()
-				m = <-p.sink.msgs
+				m = p.sink.next()
 			}
 			if m.err != nil {
 				p.done, p.c = true, nil
@@ -306,7 +304,7 @@ func (s *session) gatherGrouped(parts []*scatterPart, sink *scatterSink, d decis
 	byConn := partsByConn(parts)
 	var key []byte
 	for pending > 0 {
-		msg := <-sink.msgs
+		msg := sink.next()
 		p := byConn[msg.c]
 		if p == nil || p.done {
 			continue

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"strconv"
 	"strings"
@@ -21,15 +22,44 @@ import (
 // merging is the cross-shard work still to come.
 
 // scatterSink collects the messages of the shards' connections for the
-// session goroutine. Closing quit releases readers the session no longer
-// listens to.
+// session goroutine. A connection's reader hands over, in one batch, the
+// messages its buffer already holds (up to the next ReadyForQuery), so a
+// stream of rows costs a channel hand-over per buffer, not per row.
+// Closing quit releases readers the session no longer listens to.
 type scatterSink struct {
-	msgs chan scatterMsg
-	quit chan struct{}
+	batches chan []scatterMsg
+	quit    chan struct{}
+	// pending is the rest of the batch the session is reading; owned by
+	// the session goroutine.
+	pending []scatterMsg
 }
 
 func newScatterSink() *scatterSink {
-	return &scatterSink{msgs: make(chan scatterMsg, 64), quit: make(chan struct{})}
+	return &scatterSink{batches: make(chan []scatterMsg, 16), quit: make(chan struct{})}
+}
+
+// next returns the next message, waiting for one.
+func (k *scatterSink) next() scatterMsg {
+	if len(k.pending) == 0 {
+		k.pending = <-k.batches
+	}
+	m := k.pending[0]
+	k.pending = k.pending[1:]
+	return m
+}
+
+// tryNext returns the next message if one has arrived.
+func (k *scatterSink) tryNext() (scatterMsg, bool) {
+	if len(k.pending) == 0 {
+		select {
+		case k.pending = <-k.batches:
+		default:
+			return scatterMsg{}, false
+		}
+	}
+	m := k.pending[0]
+	k.pending = k.pending[1:]
+	return m, true
 }
 
 // errAbandoned ends a connection whose replies the session stopped reading.
@@ -44,18 +74,40 @@ type scatterMsg struct {
 	err  error
 }
 
-// read hands one message, whose header is peeked in c.br, to the session.
+// maxBatch bounds the messages of one batch.
+const maxBatch = 256
+
+// read hands the message whose header is peeked in c.br to the session,
+// with the messages after it that c.br holds whole already.
 func (k *scatterSink) read(c *serverConn, typ byte, n int) error {
-	if n > maxMessageLen {
-		return fmt.Errorf("server message %q too long", typ)
-	}
-	c.br.Discard(headerLen)
-	body, err := readFull(c.br, nil, n)
-	if err != nil {
-		return err
+	var batch []scatterMsg
+	var slab []byte // the batch's bodies, one allocation for most batches
+	for {
+		if n > maxMessageLen {
+			return fmt.Errorf("server message %q too long", typ)
+		}
+		c.br.Discard(headerLen)
+		if cap(slab)-len(slab) < n {
+			slab = make([]byte, 0, max(n, serverBufSize))
+		}
+		start := len(slab)
+		slab = slab[:start+n]
+		if _, err := io.ReadFull(c.br, slab[start:]); err != nil {
+			return err
+		}
+		batch = append(batch, scatterMsg{c: c, typ: typ, body: slab[start : start+n : start+n]})
+		if typ == 'Z' || len(batch) == maxBatch || c.br.Buffered() < headerLen {
+			break
+		}
+		h, _ := c.br.Peek(headerLen)
+		next := int(binary.BigEndian.Uint32(h[1:])) - 4
+		if next < 0 || c.br.Buffered() < headerLen+next {
+			break // not whole yet: the reader waits for it with the next batch
+		}
+		typ, n = h[0], next
 	}
 	select {
-	case k.msgs <- scatterMsg{c: c, typ: typ, body: body}:
+	case k.batches <- batch:
 		return nil
 	case <-k.quit:
 		return errAbandoned
@@ -64,7 +116,7 @@ func (k *scatterSink) read(c *serverConn, typ byte, n int) error {
 
 func (k *scatterSink) lost(c *serverConn, err error) {
 	select {
-	case k.msgs <- scatterMsg{c: c, err: err}:
+	case k.batches <- []scatterMsg{{c: c, err: err}}:
 	case <-k.quit:
 	}
 }
@@ -561,7 +613,7 @@ func drainParts(parts []*scatterPart) {
 	byConn := partsByConn(parts)
 	for _, p := range parts {
 		for !p.done {
-			m := <-p.sink.msgs
+			m := p.sink.next()
 			q := byConn[m.c]
 			if q == nil || q.done {
 				continue
@@ -615,13 +667,11 @@ func (s *session) gather(parts []*scatterPart, sink *scatterSink, copies bool, c
 	)
 	byConn := partsByConn(parts)
 	for pending > 0 {
-		var m scatterMsg
-		select {
-		case m = <-sink.msgs:
-		default:
+		m, ok := sink.tryNext()
+		if !ok {
 			g.out = s.writeClient(g.out)
 			s.flushClient()
-			m = <-sink.msgs
+			m = sink.next()
 		}
 		p := byConn[m.c]
 		if p == nil || p.done {

@@ -280,7 +280,7 @@ func runSimple(parts []*txPart, sql func(*txPart) string) []partResult {
 	}
 	done := make([]bool, len(parts))
 	for pending > 0 {
-		m := <-sink.msgs
+		m := sink.next()
 		i, ok := idx[m.c]
 		if !ok || done[i] {
 			continue
