@@ -421,7 +421,10 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 	release := func() {
 		s.setRunning(nil)
 		lost := false
-		if inTx {
+		// The rest of what the shards send is read, not cut off, when it
+		// is bounded (a LIMIT the shards got too): their connections then
+		// stay open for the next statement. In a transaction it must be.
+		if inTx || d.limit >= 0 {
 			drainParts(parts)
 		}
 		for _, p := range parts {
