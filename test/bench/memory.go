@@ -477,28 +477,8 @@ func closeAll(conns []net.Conn) {
 
 // readVmRSS is the resident memory of process pid in KiB.
 func readVmRSS(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	return parseVmRSS(string(b))
-}
-
-// parseVmRSS returns the VmRSS line's figure, in KiB, of the text of a
-// /proc/<pid>/status file.
-func parseVmRSS(status string) (int64, error) {
-	for _, line := range strings.Split(status, "\n") {
-		rest, ok := strings.CutPrefix(line, "VmRSS:")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(rest)
-		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("VmRSS line %q: want a number of kB", line)
-		}
-		return strconv.ParseInt(f[0], 10, 64)
-	}
-	return 0, errors.New("no VmRSS in /proc status (a kernel thread, or a process that has exited?)")
+	b, err := procMemory(pid, "VmRSS")
+	return b >> 10, err
 }
 
 // readGoMetrics reads the Go runtime's figures from the Prometheus

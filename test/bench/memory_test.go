@@ -7,32 +7,6 @@ import (
 	"testing"
 )
 
-func TestParseVmRSS(t *testing.T) {
-	status := "Name:\tpgshard\nUmask:\t0022\nState:\tS (sleeping)\nVmPeak:\t 1259468 kB\nVmRSS:\t   23456 kB\nRssAnon:\t   11000 kB\nThreads:\t7\n"
-	for _, tc := range []struct {
-		name, status string
-		want         int64
-		wantErr      string
-	}{
-		{name: "status", status: status, want: 23456},
-		{name: "no VmRSS", status: "Name:\tkthreadd\nState:\tS (sleeping)\n", wantErr: "no VmRSS"},
-		{name: "no unit", status: "VmRSS:\t23456\n", wantErr: "want a number of kB"},
-		{name: "not a number", status: "VmRSS:\tlots kB\n", wantErr: "invalid syntax"},
-	} {
-		got, err := parseVmRSS(tc.status)
-		switch {
-		case tc.wantErr != "":
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("%s: error %v, want one saying %q", tc.name, err, tc.wantErr)
-			}
-		case err != nil:
-			t.Errorf("%s: %v", tc.name, err)
-		case got != tc.want:
-			t.Errorf("%s: %d KiB, want %d", tc.name, got, tc.want)
-		}
-	}
-}
-
 func TestParseGauge(t *testing.T) {
 	text := "# HELP go_goroutines Number of goroutines that currently exist.\n# TYPE go_goroutines gauge\ngo_goroutines 10021\n" +
 		"go_goroutines_other 3\ngo_threads 9\npgshard_clients{database=\"app\"} 5\n"
