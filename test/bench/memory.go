@@ -249,29 +249,9 @@ databases:
 // startIdlePgBouncer starts PgBouncer in front of the PostgreSQL server on
 // pgPort for the idle clients, as cred when not nil.
 func startIdlePgBouncer(ctx context.Context, bin, dir string, cred *syscall.Credential, pgPort int) (*daemon, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	ini := filepath.Join(dir, "pgbouncer-memory.ini")
-	userlist := filepath.Join(dir, "userlist-memory.txt")
-	files := map[string]string{
-		ini:      idlePgBouncerIni(userlist, port, pgPort),
-		userlist: fmt.Sprintf("%q %q\n", appUser, appPassword),
-	}
-	for path, text := range files {
-		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-			return nil, err
-		}
-		if cred != nil {
-			if err := os.Chown(path, int(cred.Uid), int(cred.Gid)); err != nil {
-				return nil, err
-			}
-		}
-	}
-	cmd := exec.Command(bin, ini)
-	cmd.Dir = dir
-	return startDaemon(ctx, "pgbouncer-memory", cmd, cred, port, filepath.Join(dir, "pgbouncer-memory.log"))
+	return launchPgBouncer(ctx, bin, dir, "pgbouncer-memory", cred, func(userlist string, port int) string {
+		return idlePgBouncerIni(userlist, port, pgPort)
+	})
 }
 
 // idlePgBouncerIni is the memory suite's PgBouncer configuration: that of

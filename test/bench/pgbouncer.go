@@ -42,14 +42,24 @@ func findPgBouncer(path string) (string, error) {
 // with poolSize backends, and sessionDB, the same database in session
 // mode with a backend for each of clients. As root, it runs as cred.
 func startPgBouncer(ctx context.Context, bin, dir string, cred *syscall.Credential, pgPort, clients int) (*daemon, error) {
+	return launchPgBouncer(ctx, bin, dir, "pgbouncer", cred, func(userlist string, port int) string {
+		return pgBouncerIni(userlist, port, pgPort, clients)
+	})
+}
+
+// launchPgBouncer starts a PgBouncer called name on a free port, with the
+// configuration ini returns for its userlist (the app login) and port, as
+// cred when not nil. Its files and log are name.ini, name-userlist.txt
+// and name.log in dir.
+func launchPgBouncer(ctx context.Context, bin, dir, name string, cred *syscall.Credential, ini func(userlist string, port int) string) (*daemon, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	ini := filepath.Join(dir, "pgbouncer.ini")
-	userlist := filepath.Join(dir, "userlist.txt")
+	iniPath := filepath.Join(dir, name+".ini")
+	userlist := filepath.Join(dir, name+"-userlist.txt")
 	files := map[string]string{
-		ini:      pgBouncerIni(userlist, port, pgPort, clients),
+		iniPath:  ini(userlist, port),
 		userlist: fmt.Sprintf("%q %q\n", appUser, appPassword),
 	}
 	for path, text := range files {
@@ -62,12 +72,12 @@ func startPgBouncer(ctx context.Context, bin, dir string, cred *syscall.Credenti
 			}
 		}
 	}
-	// PgBouncer logs to stderr, which goes to pgbouncer.log. With a
-	// logfile setting it would log everything twice, and with -q on top
-	// say nothing of a configuration it cannot load.
-	cmd := exec.Command(bin, ini)
+	// PgBouncer logs to stderr, which goes to name.log. With a logfile
+	// setting it would log everything twice, and with -q on top say
+	// nothing of a configuration it cannot load.
+	cmd := exec.Command(bin, iniPath)
 	cmd.Dir = dir
-	return startDaemon(ctx, "pgbouncer", cmd, cred, port, filepath.Join(dir, "pgbouncer.log"))
+	return startDaemon(ctx, name, cmd, cred, port, filepath.Join(dir, name+".log"))
 }
 
 // pgBouncerIni is PgBouncer's configuration. Clients and backends log in
