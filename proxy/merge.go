@@ -145,7 +145,7 @@ func (s *session) writeClient(b []byte) []byte {
 	}
 	s.wmu.Lock()
 	if s.clientErr == nil {
-		_, s.clientErr = s.cw.Write(b)
+		_, s.clientErr = s.clientBuf().Write(b)
 	}
 	s.wmu.Unlock()
 	return b[:0]
@@ -155,7 +155,7 @@ func (s *session) writeClient(b []byte) []byte {
 func (s *session) flushClient() {
 	s.wmu.Lock()
 	if s.clientErr == nil {
-		s.clientErr = s.cw.Flush()
+		s.clientErr = s.clientBuf().Flush()
 	}
 	s.wmu.Unlock()
 }

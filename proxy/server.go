@@ -238,11 +238,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		tempDelay = 0
 		s.track(nc, true)
 		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer s.track(nc, false)
-			s.serveConn(ctx, nc)
-		}()
+		go s.serveConn(ctx, nc, func() {
+			s.track(nc, false)
+			s.wg.Done()
+		})
 	}
 	if ctx.Err() == nil && s.graceful.Load() {
 		s.drain()

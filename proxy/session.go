@@ -96,7 +96,10 @@ type session struct {
 	// an extended-protocol round; the session goroutine then skips to Sync.
 	lostMidRound atomic.Bool
 
-	wmu       sync.Mutex
+	wmu sync.Mutex
+	// cw buffers what goes to the client; use clientBuf. An idle session
+	// lends it back to clientWriters (see idle), so a client that sends
+	// nothing holds no write buffer.
 	cw        *bufio.Writer
 	clientErr error
 
@@ -194,6 +197,7 @@ func (s *session) serve() error {
 	for {
 		if s.cr.Buffered() == 0 {
 			s.endBatch()
+			s.idle()
 			if s.leaveForShutdown(nil) {
 				return errShuttingDown
 			}
@@ -368,10 +372,10 @@ func (s *session) reply(e entry) {
 	s.mu.Unlock()
 	s.wmu.Lock()
 	if s.clientErr == nil {
-		s.cw.Write(e.fake)
+		s.clientBuf().Write(e.fake)
 		if e.readyAfter {
 			var z [headerLen + 1]byte
-			s.cw.Write(appendReadyForQuery(z[:0], status))
+			s.clientBuf().Write(appendReadyForQuery(z[:0], status))
 		}
 	}
 	s.wmu.Unlock()
@@ -573,6 +577,36 @@ func (s *session) forwardNew(typ byte, body []byte, e entry) error {
 	return s.writeMsg(c, typ, body)
 }
 
+// clientWriters holds the client write buffers idle sessions gave back.
+var clientWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, clientWriteBufSize) }}
+
+// clientBuf returns the client's write buffer, taking one from
+// clientWriters if the session gave its own back. Called with wmu held
+// (or before anyone else can write to the client).
+func (s *session) clientBuf() *bufio.Writer {
+	if s.cw == nil {
+		s.cw = clientWriters.Get().(*bufio.Writer)
+		s.cw.Reset(s.nc)
+	}
+	return s.cw
+}
+
+// idle gives the client's write buffer back to clientWriters when nothing
+// can write to the client until its next message: no backend is attached
+// (its reader writes replies) and the buffer is flushed.
+func (s *session) idle() {
+	s.wmu.Lock()
+	s.mu.Lock()
+	free := s.backend == nil && s.cw != nil && s.cw.Buffered() == 0
+	s.mu.Unlock()
+	if free {
+		s.cw.Reset(nil)
+		clientWriters.Put(s.cw)
+		s.cw = nil
+	}
+	s.wmu.Unlock()
+}
+
 // endBatch flushes what the batch wrote and lets the backend go if it
 // became free meanwhile.
 func (s *session) endBatch() {
@@ -612,7 +646,7 @@ func (s *session) endBatch() {
 		s.wroteDirect = false
 		s.wmu.Lock()
 		if s.clientErr == nil {
-			s.clientErr = s.cw.Flush()
+			s.clientErr = s.clientBuf().Flush()
 		}
 		s.wmu.Unlock()
 	}
@@ -1364,16 +1398,16 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 	s.mu.Unlock()
 
 	if len(s.fakes) > 0 && s.clientErr == nil {
-		_, s.clientErr = s.cw.Write(s.fakes)
+		_, s.clientErr = s.clientBuf().Write(s.fakes)
 	}
 	if forward && s.clientErr == nil {
 		if body != nil {
 			h, _ := c.br.Peek(headerLen + n)
 			h[0] = typ
-			_, s.clientErr = s.cw.Write(h)
+			_, s.clientErr = s.clientBuf().Write(h)
 			c.br.Discard(headerLen + n)
 		} else {
-			err = relay(s.cw, c.br, headerLen+n)
+			err = relay(s.clientBuf(), c.br, headerLen+n)
 			if err != nil && c.br.Buffered() == 0 {
 				if _, perr := c.br.Peek(1); perr != nil {
 					return err // the backend failed mid-message
@@ -1393,7 +1427,7 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 		s.mu.Unlock()
 	}
 	if len(s.fakes) > 0 && s.clientErr == nil {
-		_, s.clientErr = s.cw.Write(s.fakes)
+		_, s.clientErr = s.clientBuf().Write(s.fakes)
 	}
 	if release {
 		// Back to the pool before the client sees ReadyForQuery, so its
@@ -1417,10 +1451,10 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 		}
 	}
 	if (c.br.Buffered() == 0 || release) && s.clientErr == nil {
-		s.clientErr = s.cw.Flush()
+		s.clientErr = s.clientBuf().Flush()
 	}
 	if s.clientErr != nil {
-		s.cw.Reset(io.Discard)
+		s.clientBuf().Reset(io.Discard)
 	}
 	return nil
 }
@@ -1624,8 +1658,8 @@ func (s *session) backendLost(c *serverConn, cause error) {
 		s.lostMidRound.Store(true)
 	}
 	if s.clientErr == nil {
-		s.cw.Write(out)
-		s.clientErr = s.cw.Flush()
+		s.clientBuf().Write(out)
+		s.clientErr = s.clientBuf().Flush()
 	}
 	s.log.Warn("backend connection lost", "shard", c.p.shard, "server", c.p.addr, "error", cause, "closing_client", fatal)
 	if fatal {

@@ -47,13 +47,23 @@ type startup struct {
 	minor   uint32
 }
 
-// serveConn runs one client connection from its first byte to its close.
-func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
+// serveConn runs one client connection from its first byte to its close,
+// then calls done. A client that logs in is served by a goroutine of its
+// own, started after login: login's deep calls (authentication, TLS,
+// logging) grow a goroutine's stack to several KiB, and a fresh one keeps
+// what an idle client holds small.
+func (s *Server) serveConn(ctx context.Context, nc net.Conn, done func()) {
 	id := s.nextID.Add(1)
 	log := s.log.With("conn_id", id, "client", nc.RemoteAddr().String())
-	defer nc.Close()
 	overLimit := s.clients.Add(1) > int64(s.current().opts.MaxClientConn)
-	defer s.clients.Add(-1)
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			nc.Close()
+			s.clients.Add(-1)
+			done()
+		}
+	}()
 
 	nc.SetDeadline(time.Now().Add(s.current().opts.ClientLoginTimeout))
 	counted := countBytes(nc)
@@ -82,12 +92,23 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		return
 	}
 	counted.loggedIn(sess)
+	nc.SetDeadline(time.Time{})
+	sess.log.Info("client connected", "pool_mode", string(sess.mode))
+	handedOver = true
+	go func() {
+		defer done()
+		defer s.clients.Add(-1)
+		defer nc.Close()
+		s.runSession(sess)
+	}()
+}
+
+// runSession serves a logged-in client until it leaves.
+func (s *Server) runSession(sess *session) {
 	defer s.unregister(sess)
 	defer sess.leaveDB()
 	defer sess.close()
-	nc.SetDeadline(time.Time{})
-	sess.log.Info("client connected", "pool_mode", string(sess.mode))
-	err = sess.serve()
+	err := sess.serve()
 	switch {
 	case err == nil, errors.Is(err, io.EOF):
 		sess.log.Info("client disconnected")
@@ -95,8 +116,8 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		var pe *pgError
 		if errors.As(err, &pe) {
 			sess.wmu.Lock()
-			sess.cw.Write(appendErrorResponse(nil, err))
-			sess.cw.Flush()
+			sess.clientBuf().Write(appendErrorResponse(nil, err))
+			sess.clientBuf().Flush()
 			sess.wmu.Unlock()
 		}
 		sess.log.Info("client connection closed", "error", err)
