@@ -409,6 +409,12 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	failed := inTx && s.failedTx
+	s.mu.Unlock()
+	if failed {
+		return errAbortedTx // a shard of the transaction was lost
+	}
 	s.scatterTx, s.scatterFailed = inTx, false
 	// Outside a transaction a write to several shards runs in a
 	// transaction on each, committed only when every shard succeeded
@@ -601,7 +607,17 @@ func (s *session) partConn(shard int, write, inTx bool) (c *serverConn, server i
 		if tp := s.parked[shard]; tp != nil {
 			s.mu.Lock()
 			delete(s.parked, shard)
+			lost := tp.c.closed.Load()
+			if lost {
+				s.failedTx = true // lost while parked: nobody was told
+			}
 			s.mu.Unlock()
+			if lost {
+				tp.c.p.Discard(tp.c)
+				pe := errPartLost(tp.c)
+				pe.Detail, pe.Hint = lostDetail, lostHint
+				return nil, 0, false, pe
+			}
 			return tp.c, tp.c.p.server, false, nil
 		}
 	}
