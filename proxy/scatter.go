@@ -438,6 +438,9 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 				lost = true
 				continue
 			}
+			if p.c.qt.Swap(0) != 0 {
+				p.c.nc.SetReadDeadline(time.Time{})
+			}
 			p.c.sink.Store(nil)
 			select {
 			case <-p.sink.quit:
@@ -464,6 +467,7 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 	home := s.pool
 	defer func() { s.pool = home }()
 	servers := make([]int, len(d.shards))
+	qt := s.srv.current().opts.QueryTimeout
 	for i, sh := range d.shards {
 		c, server, begin, err := s.partConn(sh, d.write || inTx, inTx)
 		if err != nil {
@@ -478,6 +482,10 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 		parts = append(parts, p)
 		s.setRunning(parts)
 		b := msgs(i, s.partPrologue(p, atomic))
+		if qt > 0 {
+			c.qt.Store(int64(qt))
+			c.nc.SetReadDeadline(time.Now().Add(qt))
+		}
 		if _, err := c.bw.Write(b); err == nil {
 			err = c.bw.Flush()
 		}
@@ -878,6 +886,9 @@ func (s *session) finishGather(g *gathered, tag string, extended bool) error {
 
 // The errors of a scatter's shards that pgshard reports itself.
 func errShardLost(m scatterMsg) *pgError {
+	if d := m.c.qt.Load(); d > 0 && timedOut(m.err) {
+		return errQueryTimeout(m.c.p.shard, m.c.p.addr, time.Duration(d), m.err)
+	}
 	return &pgError{Severity: "ERROR", Code: codeConnectionFailure, err: m.err,
 		Message: fmt.Sprintf("lost connection to server %s (%s)", m.c.p.shard, m.c.p.addr)}
 }

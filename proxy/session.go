@@ -687,6 +687,7 @@ func (s *session) endBatch() {
 		}
 	}
 	if held {
+		s.armQueryTimeout(c)
 		if err := c.bw.Flush(); err != nil {
 			c.nc.Close()
 		}
@@ -714,6 +715,29 @@ func (s *session) endBatch() {
 	}
 }
 
+// armQueryTimeout starts query_timeout for the replies c owes the
+// session, unless it runs already: the server must answer them in time.
+func (s *session) armQueryTimeout(c *serverConn) {
+	d := s.srv.current().opts.QueryTimeout
+	if d <= 0 {
+		return
+	}
+	s.mu.Lock()
+	if s.backend == c && s.q.len() > 0 && c.qt.Load() == 0 {
+		c.qt.Store(int64(d))
+		c.nc.SetReadDeadline(time.Now().Add(d))
+	}
+	s.mu.Unlock()
+}
+
+// disarmLocked stops query_timeout on c: nothing is owed. Called with mu
+// held.
+func disarmLocked(c *serverConn) {
+	if c.qt.Swap(0) != 0 {
+		c.nc.SetReadDeadline(time.Time{})
+	}
+}
+
 // releasableLocked reports whether the backend may go back to the pool.
 func (s *session) releasableLocked() bool {
 	return s.backend != nil && s.q.len() == 0 && s.txStatus == 'I' && !s.copyIn && !s.unsynced && !s.openRound &&
@@ -727,6 +751,7 @@ func (s *session) detachLocked() *serverConn {
 	s.backend = nil
 	s.unsynced = false
 	s.openRound = false
+	disarmLocked(c)
 	c.owner.Store(nil)
 	if s.connUnknown {
 		c.params = nil
@@ -1451,8 +1476,11 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 		// FunctionCallResponse: part of the current reply.
 		forward = e == nil || !e.swallow
 	}
-	if s.drained != nil && s.q.len() == 0 {
-		s.notifyDrained()
+	if s.q.len() == 0 {
+		disarmLocked(c)
+		if s.drained != nil {
+			s.notifyDrained()
+		}
 	}
 	if typ == 'E' && forward {
 		s.noteServerError(body)
@@ -1665,6 +1693,9 @@ func (s *session) backendLost(c *serverConn, cause error) {
 	c.owner.Store(nil)
 	perr := s.deathErr
 	s.deathErr = nil
+	if d := c.qt.Load(); perr == nil && d > 0 && timedOut(cause) {
+		perr = errQueryTimeout(c.p.shard, c.p.addr, time.Duration(d), cause)
+	}
 	if perr == nil {
 		perr = &pgError{Severity: "ERROR", Code: codeConnectionFailure, err: cause,
 			Message: fmt.Sprintf("lost connection to server %s (%s)", c.p.shard, c.p.addr)}
