@@ -19,6 +19,7 @@ import (
 	"unsafe"
 
 	"github.com/pgshard/pgshard/parser"
+	"github.com/pgshard/pgshard/pool"
 )
 
 // session is one client connection after login.
@@ -554,12 +555,17 @@ func (s *session) acquire() (*serverConn, error) {
 		return c, nil
 	}
 	switch {
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, pool.ErrWaitTimeout):
 		return nil, &pgError{Severity: "ERROR", Code: codeTooManyConnections, err: err,
 			Message: fmt.Sprintf("timed out after %s waiting for a connection to server %s (all %d in use)", s.srv.current().opts.QueryWaitTimeout, s.pool.shard, s.db.PoolSize),
 			Hint:    "Raise pool_size or query_wait_timeout, or shorten transactions."}
 	case errors.Is(err, context.Canceled):
 		return nil, newFatal(codeAdminShutdown, "pgshard is shutting down")
+	case errors.Is(err, context.DeadlineExceeded):
+		// The dial, not the wait: the server did not finish the login.
+		return nil, &pgError{Severity: "ERROR", Code: codeConnectionFailure, err: err,
+			Message: fmt.Sprintf("could not connect to server %s (%s): no answer within server_connect_timeout (%s)", s.pool.shard, s.pool.addr, s.srv.current().opts.ServerConnectTimeout),
+			Hint:    "Check that the backend server is running and reachable; pgshard tries again at the next statement."}
 	default:
 		return nil, &pgError{Severity: "ERROR", Code: codeConnectionFailure, err: err,
 			Message: fmt.Sprintf("could not connect to server %s (%s): %v", s.pool.shard, s.pool.addr, errors.Unwrap(err)),
