@@ -275,3 +275,169 @@ func waitProxyEmpty(t testing.TB, fp *faultproxy.Proxy) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// backendPid runs, in the client's open transaction, a statement on the
+// shard of key k that returns its backend's pid.
+func backendPid(t testing.TB, c *routedConn, k int) string {
+	t.Helper()
+	r := c.mustRun(t, simple, fmt.Sprintf("SELECT pg_backend_pid() FROM users WHERE id = %d", k))
+	if len(r.rows) != 1 {
+		t.Fatalf("pg_backend_pid(): %q", r.rows)
+	}
+	return r.rows[0]
+}
+
+// waitGone waits until the backend pid is no longer on shard i.
+func waitGone(t testing.TB, rc *routingCluster, i int, pid string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if rows := directRows(t, rc.shards[i], "SELECT count(*) FROM pg_stat_activity WHERE pid = "+pid); rows[0] == "0" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backend %s still on %s: pgshard kept the connection that timed out", pid, shardName(i))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestFaultStall: a shard that stops answering. A backend that accepts
+// the connection but never answers the login fails the statement after
+// server_connect_timeout; one that stalls in the middle of a statement
+// fails it after query_timeout with 57014 naming the server and the
+// setting, on one shard, in a statement on several and in the COMMIT of a
+// transaction that spans shards. The connection that timed out is closed,
+// never reused; nothing of a failed transaction stays; the session works
+// once the shard answers again.
+func TestFaultStall(t *testing.T) {
+	rc := routingServers(t)
+	checkNoGoroutineLeak(t)
+	fp := faultProxy(t, rc, 1)
+	set := map[string]string{"server_connect_timeout": "1s", "query_timeout": "1s",
+		"health_check_interval": "200ms", "health_check_timeout": "1s"}
+	p := startFaultyProxy(t, rc, routingOptions{noNotices: true}, 1, fp, set)
+	keys := rc.intKeys(t, usersRule, 12000, 1)
+	ks := []int{keys[0][0], keys[1][0], keys[2][0]}
+	all := "SELECT id, name FROM users"
+	bump := func(k int) string { return fmt.Sprintf("UPDATE users SET name = name || '+' WHERE id = %d", k) }
+	heal := func(t *testing.T, c *routedConn) {
+		t.Helper()
+		fp.Heal()
+		untilWorks(t, c, 10*time.Second, fmt.Sprintf("SELECT id FROM users WHERE id = %d", ks[1]))
+		// A health check that began during the stall may still fail
+		// and mark s1 down for a moment: let it end.
+		time.Sleep(1200 * time.Millisecond)
+		untilWorks(t, c, 10*time.Second, fmt.Sprintf("SELECT id FROM users WHERE id = %d", ks[1]))
+	}
+
+	t.Run("login", func(t *testing.T) {
+		faultRows(t, rc, ks)
+		c := connectRouted(t, p)
+		fp.Stall()
+		fp.Cut() // the pool's connections go: the next statement dials
+		_, err := c.run(simple, fmt.Sprintf("SELECT name FROM users WHERE id = %d", ks[1]))
+		wantFault(t, "a statement for a shard that accepts connections and never answers", err, "s1", "08006")
+		// Other shards serve meanwhile.
+		c.mustRun(t, simple, fmt.Sprintf("SELECT name FROM users WHERE id = %d", ks[0])).wantRows(t, "c")
+		heal(t, c)
+	})
+
+	t.Run("one-shard", func(t *testing.T) {
+		want := faultRows(t, rc, ks)
+		c := connectRouted(t, p)
+		c.mustRun(t, simple, "BEGIN")
+		pid := backendPid(t, c, ks[1])
+		c.mustRun(t, simple, bump(ks[1]))
+		fp.Stall()
+		_, err := c.run(simple, bump(ks[1]))
+		pe := wantFault(t, "a statement stalled on s1", err, "s1", "57014")
+		if !strings.Contains(pe.Message, "query_timeout") {
+			t.Errorf("message %q does not name query_timeout", pe.Message)
+		}
+		c.mustRun(t, simple, "COMMIT").wantTag(t, "ROLLBACK")
+		heal(t, c)
+		waitGone(t, rc, 1, pid)
+		rc.checkShardRows(t, want("c", "c", "c"), all)
+		// Autocommit, then the session goes on.
+		fp.Stall()
+		_, err = c.run(simple, fmt.Sprintf("SELECT name FROM users WHERE id = %d", ks[1]))
+		wantFault(t, "an autocommit read stalled on s1", err, "s1", "57014")
+		heal(t, c)
+		c.mustRun(t, simple, bump(ks[1]))
+		rc.checkShardRows(t, want("c", "c+", "c"), all)
+	})
+
+	t.Run("scatter", func(t *testing.T) {
+		want := faultRows(t, rc, ks)
+		c := connectRouted(t, p)
+		fp.Stall()
+		_, err := c.run(simple, "SELECT count(*) FROM users")
+		wantFault(t, "a read of every shard, s1 stalled", err, "s1", "57014")
+		// s1's connection that timed out is gone: this one may time out
+		// in the login (server_connect_timeout) or in the statement.
+		_, err = c.run(simple, "UPDATE users SET name = name || '+'")
+		wantFault(t, "a write to every shard, s1 stalled", err, "s1", "57014", "08006")
+		heal(t, c)
+		// The write to several shards outside a transaction is all or
+		// nothing.
+		rc.checkShardRows(t, want("c", "c", "c"), all)
+		c.mustRun(t, simple, "SELECT count(*) FROM users").wantRows(t, "3")
+		waitNoPrepared(t, rc.shards, "after the stalled write to every shard")
+	})
+
+	t.Run("multi-shard-commit", func(t *testing.T) {
+		want := faultRows(t, rc, ks)
+		c := connectRouted(t, p)
+		c.mustRun(t, simple, "BEGIN")
+		c.mustRun(t, simple, bump(ks[0]))
+		c.mustRun(t, simple, bump(ks[1]))
+		fp.Stall()
+		_, err := c.run(simple, "COMMIT")
+		wantFault(t, "COMMIT with s1 stalled", err, "s1", "57014")
+		heal(t, c)
+		// s1 may have prepared once the stall ended: recovery rolls it
+		// back, as the decision was never taken.
+		waitNoPrepared(t, rc.shards, "after the stalled COMMIT")
+		rc.checkShardRows(t, want("c", "c", "c"), all)
+		c.mustRun(t, simple, "BEGIN")
+		c.mustRun(t, simple, bump(ks[0]))
+		c.mustRun(t, simple, bump(ks[1]))
+		c.mustRun(t, simple, "COMMIT").wantTag(t, "COMMIT")
+		rc.checkShardRows(t, want("c+", "c+", "c"), all)
+	})
+}
+
+// TestFaultLoginClosed: a server that closes the connection during the
+// login (after its first bytes) gives the client a clear 08006 at once,
+// not a hang, leaks nothing, and the next statement works once the fault
+// is gone.
+func TestFaultLoginClosed(t *testing.T) {
+	rc := routingServers(t)
+	checkNoGoroutineLeak(t)
+	fp := faultProxy(t, rc, 1)
+	p := startFaultyProxy(t, rc, routingOptions{noNotices: true}, 1, fp, faultSettings)
+	keys := rc.intKeys(t, usersRule, 13000, 2)
+	ks := []int{keys[0][0], keys[1][0], keys[2][0]}
+	for _, n := range []int{1, 9} { // inside the first message; after its header
+		t.Run(fmt.Sprintf("after-%d-bytes", n), func(t *testing.T) {
+			want := faultRows(t, rc, ks)
+			c := connectRouted(t, p)
+			fp.CloseAfterServerBytes(n)
+			fp.Cut()
+			before := fp.Accepted()
+			for i := range 3 {
+				_, err := c.run(simple, fmt.Sprintf("INSERT INTO users VALUES (%d, 'x')", keys[1][1]))
+				wantFault(t, fmt.Sprintf("statement %d for s1 while its logins fail", i), err, "s1", "08006")
+			}
+			if fp.Accepted() == before {
+				t.Error("pgshard never tried to log in to s1 again")
+			}
+			fp.Heal()
+			untilWorks(t, c, 10*time.Second, fmt.Sprintf("SELECT id FROM users WHERE id = %d", ks[1]))
+			rc.checkShardRows(t, want("c", "c", "c"), "SELECT id, name FROM users")
+			c.mustRun(t, simple, fmt.Sprintf("UPDATE users SET name = 'd' WHERE id = %d", ks[1]))
+			rc.checkShardRows(t, want("c", "d", "c"), "SELECT id, name FROM users")
+		})
+	}
+}
