@@ -441,3 +441,72 @@ func TestFaultLoginClosed(t *testing.T) {
 		})
 	}
 }
+
+// TestFaultTwoPhaseParticipantLost: a participant of a two-phase commit
+// that becomes unreachable right after PREPARE TRANSACTION succeeded on
+// it. Once the coordinator committed the decision the transaction is
+// committed: the client gets COMMIT, and recovery commits the
+// participant's part when it is back. Lost before the decision (its
+// PREPARE ran but the answer never came), the transaction is rolled back
+// everywhere: the client gets an error naming it, and recovery rolls its
+// prepared part back.
+func TestFaultTwoPhaseParticipantLost(t *testing.T) {
+	rc := routingServers(t)
+	checkNoGoroutineLeak(t)
+	fp := faultProxy(t, rc, 1)
+	p := startFaultyProxy(t, rc, routingOptions{noNotices: true}, 1, fp, faultSettings)
+	keys := rc.intKeys(t, usersRule, 14000, 1)
+	ks := []int{keys[0][0], keys[1][0], keys[2][0]}
+	all := "SELECT id, name FROM users"
+	bump := func(k int) string { return fmt.Sprintf("UPDATE users SET name = name || '+' WHERE id = %d", k) }
+	prepared := func() []string { return directRows(t, rc.shards[1], "SELECT gid FROM pg_prepared_xacts") }
+
+	t.Run("after-the-decision", func(t *testing.T) {
+		want := faultRows(t, rc, ks)
+		rc.noPrepared(t)
+		c := connectRouted(t, p)
+		c.mustRun(t, simple, "BEGIN")
+		c.mustRun(t, simple, bump(ks[0])) // s0 coordinates
+		c.mustRun(t, simple, bump(ks[1]))
+		fired := fp.FailOn("COMMIT PREPARED", false)
+		c.mustRun(t, simple, "COMMIT").wantTag(t, "COMMIT")
+		select {
+		case <-fired:
+		default:
+			t.Fatal("COMMIT PREPARED never went to s1")
+		}
+		// Committed on the coordinator; prepared, not yet committed, on s1.
+		rc.checkShardRows(t, want("c+", "c", "c"), all)
+		if g := prepared(); len(g) != 1 {
+			t.Fatalf("s1 while unreachable: prepared transactions %q, want the one of the COMMIT", g)
+		}
+		fp.Heal()
+		waitNoPrepared(t, rc.shards, "after s1 came back")
+		rc.checkShardRows(t, want("c+", "c+", "c"), all)
+		untilWorks(t, c, 10*time.Second, fmt.Sprintf("SELECT id FROM users WHERE id = %d", ks[1]))
+	})
+
+	t.Run("before-the-decision", func(t *testing.T) {
+		want := faultRows(t, rc, ks)
+		rc.noPrepared(t)
+		c := connectRouted(t, p)
+		c.mustRun(t, simple, "BEGIN")
+		c.mustRun(t, simple, bump(ks[0]))
+		c.mustRun(t, simple, bump(ks[1]))
+		fired := fp.FailOn("PREPARE TRANSACTION", true)
+		_, err := c.run(simple, "COMMIT")
+		<-fired
+		wantFault(t, "COMMIT with s1 lost during its PREPARE", err, "s1", "08006")
+		rc.checkShardRows(t, want("c", "c", "c"), all)
+		t.Logf("s1 while unreachable: prepared transactions %q", prepared())
+		fp.Heal()
+		waitNoPrepared(t, rc.shards, "after s1 came back")
+		rc.checkShardRows(t, want("c", "c", "c"), all)
+		untilWorks(t, c, 10*time.Second, fmt.Sprintf("SELECT id FROM users WHERE id = %d", ks[1]))
+		c.mustRun(t, simple, "BEGIN")
+		c.mustRun(t, simple, bump(ks[0]))
+		c.mustRun(t, simple, bump(ks[1]))
+		c.mustRun(t, simple, "COMMIT").wantTag(t, "COMMIT")
+		rc.checkShardRows(t, want("c+", "c+", "c"), all)
+	})
+}
