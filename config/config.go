@@ -35,6 +35,7 @@ const (
 	defaultServerIdleTimeout          = Duration(10 * time.Minute)
 	defaultServerLifetime             = Duration(time.Hour)
 	defaultQueryWaitTimeout           = Duration(120 * time.Second)
+	defaultQueryTimeout               = Duration(0)
 	defaultPreparedStatementCacheSize = 500
 	defaultAuth                       = proxy.AuthSCRAM
 	defaultPoolSize                   = 20
@@ -89,6 +90,10 @@ type Config struct {
 	// QueryWaitTimeout is how long a client waits for a backend; 0 waits
 	// forever.
 	QueryWaitTimeout Duration `yaml:"query_wait_timeout"`
+	// QueryTimeout closes a server connection that takes longer than
+	// this to answer a client's statement, which then fails with
+	// SQLSTATE 57014; 0 never does.
+	QueryTimeout Duration `yaml:"query_timeout"`
 	// PreparedStatementCacheSize is how many prepared statements each
 	// backend connection keeps.
 	PreparedStatementCacheSize int `yaml:"prepared_statement_cache_size"`
@@ -322,6 +327,7 @@ func applyDefaults(c *Config, idx *index) {
 	set("server_idle_timeout", func() { c.ServerIdleTimeout = defaultServerIdleTimeout })
 	set("server_lifetime", func() { c.ServerLifetime = defaultServerLifetime })
 	set("query_wait_timeout", func() { c.QueryWaitTimeout = defaultQueryWaitTimeout })
+	set("query_timeout", func() { c.QueryTimeout = defaultQueryTimeout })
 	set("prepared_statement_cache_size", func() { c.PreparedStatementCacheSize = defaultPreparedStatementCacheSize })
 	set("shutdown_timeout", func() { c.ShutdownTimeout = defaultShutdownTimeout })
 	set("log_format", func() { c.LogFormat = defaultLogFormat })
@@ -364,6 +370,7 @@ func (c *Config) ProxyOptions(logger *slog.Logger) (proxy.Options, error) {
 		ServerIdleTimeout:          time.Duration(c.ServerIdleTimeout),
 		ServerLifetime:             time.Duration(c.ServerLifetime),
 		QueryWaitTimeout:           time.Duration(c.QueryWaitTimeout),
+		QueryTimeout:               time.Duration(c.QueryTimeout),
 		PreparedStatementCacheSize: c.PreparedStatementCacheSize,
 		ShutdownTimeout:            time.Duration(c.ShutdownTimeout),
 		InstanceID:                 c.InstanceID,

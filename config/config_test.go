@@ -168,6 +168,7 @@ func TestErrors(t *testing.T) {
 		{"duration negative", "server_idle_timeout: -1s\n" + okBoth, []string{"server_idle_timeout: must not be negative"}},
 		{"duration negative lifetime", "server_lifetime: -1h\n" + okBoth, []string{"server_lifetime: must not be negative"}},
 		{"duration negative wait", "query_wait_timeout: -5ms\n" + okBoth, []string{"query_wait_timeout: must not be negative"}},
+		{"duration negative query timeout", "query_timeout: -1s\n" + okBoth, []string{"query_timeout: must not be negative"}},
 		{"health check interval zero", "health_check_interval: 0s\n" + okBoth, []string{"health_check_interval: must be greater than 0"}},
 		{"health check timeout negative", "health_check_timeout: -1s\n" + okBoth, []string{"health_check_timeout: must not be negative"}},
 		{"ban time zero", "ban_time: 0\n" + okBoth, []string{"ban_time: must be greater than 0"}},
@@ -455,6 +456,7 @@ server_connect_timeout: 2s
 server_idle_timeout: 0
 server_lifetime: 30m
 query_wait_timeout: 500ms
+query_timeout: 90s
 prepared_statement_cache_size: 7
 health_check_interval: 200ms
 ban_time: 5s
@@ -507,6 +509,7 @@ databases:
 		ServerConnectTimeout:       2 * time.Second,
 		ServerLifetime:             30 * time.Minute,
 		QueryWaitTimeout:           500 * time.Millisecond,
+		QueryTimeout:               90 * time.Second,
 		PreparedStatementCacheSize: 7,
 		InstanceID:                 proxy.DefaultInstanceID(),
 		TwoPhaseTimeout:            time.Minute,

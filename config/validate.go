@@ -43,6 +43,7 @@ func validate(c *Config, r *reporter) {
 	checkDuration(r, "server_idle_timeout", c.ServerIdleTimeout, true)
 	checkDuration(r, "server_lifetime", c.ServerLifetime, true)
 	checkDuration(r, "query_wait_timeout", c.QueryWaitTimeout, true)
+	checkDuration(r, "query_timeout", c.QueryTimeout, true)
 	checkDuration(r, "two_phase_timeout", c.TwoPhaseTimeout, false)
 	checkDuration(r, "shutdown_timeout", c.ShutdownTimeout, false)
 	switch c.LogFormat {

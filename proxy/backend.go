@@ -10,6 +10,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +73,23 @@ type serverConn struct {
 	// unnamed identifies which session's unnamed statement this backend
 	// holds (0: none).
 	unnamed uint64
+	// qt is the query_timeout set as nc's read deadline for the replies
+	// the connection owes (0: none). Its owner, or the session running a
+	// scatter on it, sets and clears it.
+	qt atomic.Int64
+}
+
+// timedOut reports whether err ended a read at a deadline pgshard set:
+// query_timeout, or the bound of its own rounds.
+func timedOut(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
+
+// errQueryTimeout is what the client gets when the server of shard (at
+// addr) did not answer within query_timeout d.
+func errQueryTimeout(shard, addr string, d time.Duration, cause error) *pgError {
+	return &pgError{Severity: "ERROR", Code: codeQueryCanceled, err: cause,
+		Message: fmt.Sprintf("canceling statement due to query_timeout: server %s (%s) did not answer within %s, and pgshard closed its connection", shard, addr, d),
+		Detail:  lostDetail,
+		Hint:    "Check the server and the network to it; raise query_timeout if statements legitimately run this long."}
 }
 
 const serverBufSize = 32 << 10

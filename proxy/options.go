@@ -190,6 +190,12 @@ type Options struct {
 	// QueryWaitTimeout is how long a client may wait for a backend before it
 	// gets an error.
 	QueryWaitTimeout time.Duration
+	// QueryTimeout, when positive, bounds how long a server may take to
+	// answer what a client sent it (a statement, a pipeline up to its
+	// Sync, a COPY), and pgshard's own COMMIT and PREPARE rounds: past
+	// it the server connection is closed, the client gets SQLSTATE 57014
+	// and its transaction, if any, is failed. 0 means no bound.
+	QueryTimeout time.Duration
 	// PreparedStatementCacheSize is how many server-side prepared statements
 	// each backend connection keeps in transaction and statement mode.
 	PreparedStatementCacheSize int

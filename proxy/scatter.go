@@ -409,6 +409,12 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 	if err != nil {
 		return err
 	}
+	s.mu.Lock()
+	failed := inTx && s.failedTx
+	s.mu.Unlock()
+	if failed {
+		return errAbortedTx // a shard of the transaction was lost
+	}
 	s.scatterTx, s.scatterFailed = inTx, false
 	// Outside a transaction a write to several shards runs in a
 	// transaction on each, committed only when every shard succeeded
@@ -431,6 +437,9 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 			if p.c == nil {
 				lost = true
 				continue
+			}
+			if p.c.qt.Swap(0) != 0 {
+				p.c.nc.SetReadDeadline(time.Time{})
 			}
 			p.c.sink.Store(nil)
 			select {
@@ -458,6 +467,7 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 	home := s.pool
 	defer func() { s.pool = home }()
 	servers := make([]int, len(d.shards))
+	qt := s.srv.current().opts.QueryTimeout
 	for i, sh := range d.shards {
 		c, server, begin, err := s.partConn(sh, d.write || inTx, inTx)
 		if err != nil {
@@ -472,6 +482,10 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 		parts = append(parts, p)
 		s.setRunning(parts)
 		b := msgs(i, s.partPrologue(p, atomic))
+		if qt > 0 {
+			c.qt.Store(int64(qt))
+			c.nc.SetReadDeadline(time.Now().Add(qt))
+		}
 		if _, err := c.bw.Write(b); err == nil {
 			err = c.bw.Flush()
 		}
@@ -601,7 +615,17 @@ func (s *session) partConn(shard int, write, inTx bool) (c *serverConn, server i
 		if tp := s.parked[shard]; tp != nil {
 			s.mu.Lock()
 			delete(s.parked, shard)
+			lost := tp.c.closed.Load()
+			if lost {
+				s.failedTx = true // lost while parked: nobody was told
+			}
 			s.mu.Unlock()
+			if lost {
+				tp.c.p.Discard(tp.c)
+				pe := errPartLost(tp.c)
+				pe.Detail, pe.Hint = lostDetail, lostHint
+				return nil, 0, false, pe
+			}
 			return tp.c, tp.c.p.server, false, nil
 		}
 	}
@@ -862,6 +886,9 @@ func (s *session) finishGather(g *gathered, tag string, extended bool) error {
 
 // The errors of a scatter's shards that pgshard reports itself.
 func errShardLost(m scatterMsg) *pgError {
+	if d := m.c.qt.Load(); d > 0 && timedOut(m.err) {
+		return errQueryTimeout(m.c.p.shard, m.c.p.addr, time.Duration(d), m.err)
+	}
 	return &pgError{Severity: "ERROR", Code: codeConnectionFailure, err: m.err,
 		Message: fmt.Sprintf("lost connection to server %s (%s)", m.c.p.shard, m.c.p.addr)}
 }

@@ -19,6 +19,7 @@ import (
 	"unsafe"
 
 	"github.com/pgshard/pgshard/parser"
+	"github.com/pgshard/pgshard/pool"
 )
 
 // session is one client connection after login.
@@ -123,10 +124,13 @@ type session struct {
 	// (a Parse alone opens an implicit transaction that holds locks).
 	// roundErr: the server failed one of them; PostgreSQL skips the rest
 	// of the client's round.
-	openRound   bool
-	roundErr    bool
-	pinned      bool // session state lives on this backend: keep it
-	failedTx    bool // the backend died inside a transaction block
+	openRound bool
+	roundErr  bool
+	pinned    bool // session state lives on this backend: keep it
+	failedTx  bool // the backend died inside a transaction block
+	// lostErr is why: the error of the client's next statement, when
+	// the backend died while no statement of the client's was running.
+	lostErr     *pgError
 	failedRound bool // the server reported an error and skips to Sync
 	deathErr    *pgError
 	unparsed    []unparsed        // client statements whose Parse failed or was skipped
@@ -187,6 +191,13 @@ type setOp struct {
 }
 
 var errBackendGone = errors.New("backend connection lost")
+
+// lostDetail is the detail of the error a client gets for a backend lost
+// under its statement or transaction.
+const lostDetail = "The statement was not retried; an open transaction was rolled back."
+
+// lostHint says what to do about it.
+const lostHint = "Run the statement, or the whole transaction, again; pgshard connects to the server again on its own."
 
 // maxMessageLen is PostgreSQL's own limit on any message, CopyData
 // included (1 GB - 1).
@@ -261,6 +272,11 @@ func (s *session) dispatch(typ byte, body []byte) error {
 		s.skipToSync = true
 	}
 	s.forgetUnparsed()
+	if typ == 'Q' || typ == 'P' || typ == 'B' || typ == 'F' {
+		if pe := s.takeLostErr(typ, body); pe != nil {
+			return pe
+		}
+	}
 	if s.copyin != nil {
 		switch typ {
 		case 'c', 'f':
@@ -315,6 +331,67 @@ func (s *session) dispatch(typ byte, body []byte) error {
 	default:
 		return newFatal(codeProtocolViolation, "invalid frontend message type %q", typ)
 	}
+}
+
+// takeLostErr returns, once, the error of a backend lost while the
+// client was idle in its transaction, for the statement message typ
+// starts; COMMIT and ROLLBACK, which end the failed transaction, do
+// without it.
+func (s *session) takeLostErr(typ byte, body []byte) *pgError {
+	s.mu.Lock()
+	pe := s.lostErr
+	s.lostErr = nil
+	s.mu.Unlock()
+	if pe == nil {
+		return nil
+	}
+	var kind parser.Kind
+	switch typ {
+	case 'Q':
+		kind = parser.First(bodyString(body)).Kind
+	case 'P':
+		_, rest, _ := cstring(body)
+		query, _, _ := cstring(rest)
+		kind = parser.First(bytesString(query)).Kind
+	case 'B':
+		_, rest, _ := cstring(body)
+		name, _, _ := cstring(rest)
+		st := s.unnamed
+		if len(name) > 0 {
+			st = s.stmts[string(name)]
+		}
+		if st != nil {
+			kind = st.class.Kind
+		}
+	}
+	if kind == parser.Commit || kind == parser.Rollback {
+		return nil
+	}
+	return pe
+}
+
+// endLostTx answers COMMIT or ROLLBACK of a transaction whose backend
+// died, with no backend left in it: it is rolled back already, and the
+// shard may still be down. It reports whether it answered st.
+func (s *session) endLostTx(st parser.Statement) bool {
+	if (st.Kind != parser.Commit && st.Kind != parser.Rollback) || st.Chain ||
+		strings.HasPrefix(strings.ToUpper(strings.TrimSpace(st.Text)), "PREPARE") {
+		return false
+	}
+	s.mu.Lock()
+	if s.backend != nil || !s.failedTx || len(s.parked) > 0 {
+		s.mu.Unlock()
+		return false
+	}
+	s.failedTx = false
+	s.lostErr = nil
+	s.mu.Unlock()
+	if s.rt != nil {
+		s.endTx()
+		s.txBegin = ""
+	}
+	s.reply(entry{kind: eFake, fake: appendCommandComplete(nil, "ROLLBACK"), readyAfter: true})
+	return true
 }
 
 // forgetUnparsed drops the client's names for statements whose Parse the
@@ -404,7 +481,26 @@ func (s *session) attach() (*serverConn, error) {
 		return c, nil
 	}
 	if c := s.unparkLocked(s.pool); c != nil {
+		if c.closed.Load() {
+			// Lost while parked: nobody was told (it had no owner).
+			s.backend, s.holding, s.txStatus, s.inBlock = nil, false, 'I', false
+			c.owner.Store(nil)
+			s.failedTx = true
+			s.mu.Unlock()
+			c.p.Discard(c)
+			pe := errPartLost(c)
+			pe.Detail, pe.Hint = lostDetail, lostHint
+			return nil, pe
+		}
+		failed := s.failedTx
+		s.failedTx = false
 		s.mu.Unlock()
+		if failed {
+			// Another shard of the transaction was lost: fail the
+			// transaction here too, so that PostgreSQL refuses what
+			// follows and COMMIT rolls back.
+			s.internalQuery(c, "SELECT 1/0", true, nil)
+		}
 		return c, nil
 	}
 	s.mu.Unlock()
@@ -418,10 +514,8 @@ func (s *session) attach() (*serverConn, error) {
 	s.holding = true
 	s.txStatus = 'I'
 	join := len(s.parked) > 0
-	failed := s.failedTx && !join
-	if !join {
-		s.failedTx = false
-	}
+	failed := s.failedTx
+	s.failedTx = false
 	s.mu.Unlock()
 	if !maps.Equal(c.params, s.params) {
 		s.syncParams(c)
@@ -431,7 +525,10 @@ func (s *session) attach() (*serverConn, error) {
 		s.noteShard(c.p.shardIdx)
 		s.internalQuery(c, s.beginSQL(), false, nil)
 	}
-	if failed {
+	switch {
+	case failed && join:
+		s.internalQuery(c, "SELECT 1/0", true, nil)
+	case failed:
 		// The client's transaction died with its backend. Open a failed
 		// transaction here so PostgreSQL itself refuses everything but
 		// ROLLBACK, in any protocol.
@@ -462,12 +559,17 @@ func (s *session) acquire() (*serverConn, error) {
 		return c, nil
 	}
 	switch {
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, pool.ErrWaitTimeout):
 		return nil, &pgError{Severity: "ERROR", Code: codeTooManyConnections, err: err,
 			Message: fmt.Sprintf("timed out after %s waiting for a connection to server %s (all %d in use)", s.srv.current().opts.QueryWaitTimeout, s.pool.shard, s.db.PoolSize),
 			Hint:    "Raise pool_size or query_wait_timeout, or shorten transactions."}
 	case errors.Is(err, context.Canceled):
 		return nil, newFatal(codeAdminShutdown, "pgshard is shutting down")
+	case errors.Is(err, context.DeadlineExceeded):
+		// The dial, not the wait: the server did not finish the login.
+		return nil, &pgError{Severity: "ERROR", Code: codeConnectionFailure, err: err,
+			Message: fmt.Sprintf("could not connect to server %s (%s): no answer within server_connect_timeout (%s)", s.pool.shard, s.pool.addr, s.srv.current().opts.ServerConnectTimeout),
+			Hint:    "Check that the backend server is running and reachable; pgshard tries again at the next statement."}
 	default:
 		return nil, &pgError{Severity: "ERROR", Code: codeConnectionFailure, err: err,
 			Message: fmt.Sprintf("could not connect to server %s (%s): %v", s.pool.shard, s.pool.addr, errors.Unwrap(err)),
@@ -625,6 +727,7 @@ func (s *session) endBatch() {
 		}
 	}
 	if held {
+		s.armQueryTimeout(c)
 		if err := c.bw.Flush(); err != nil {
 			c.nc.Close()
 		}
@@ -652,6 +755,29 @@ func (s *session) endBatch() {
 	}
 }
 
+// armQueryTimeout starts query_timeout for the replies c owes the
+// session, unless it runs already: the server must answer them in time.
+func (s *session) armQueryTimeout(c *serverConn) {
+	d := s.srv.current().opts.QueryTimeout
+	if d <= 0 {
+		return
+	}
+	s.mu.Lock()
+	if s.backend == c && s.q.len() > 0 && c.qt.Load() == 0 {
+		c.qt.Store(int64(d))
+		c.nc.SetReadDeadline(time.Now().Add(d))
+	}
+	s.mu.Unlock()
+}
+
+// disarmLocked stops query_timeout on c: nothing is owed. Called with mu
+// held.
+func disarmLocked(c *serverConn) {
+	if c.qt.Swap(0) != 0 {
+		c.nc.SetReadDeadline(time.Time{})
+	}
+}
+
 // releasableLocked reports whether the backend may go back to the pool.
 func (s *session) releasableLocked() bool {
 	return s.backend != nil && s.q.len() == 0 && s.txStatus == 'I' && !s.copyIn && !s.unsynced && !s.openRound &&
@@ -665,6 +791,7 @@ func (s *session) detachLocked() *serverConn {
 	s.backend = nil
 	s.unsynced = false
 	s.openRound = false
+	disarmLocked(c)
 	c.owner.Store(nil)
 	if s.connUnknown {
 		c.params = nil
@@ -696,7 +823,7 @@ func (s *session) query(body []byte) error {
 		if err := s.checkStatements(stmts); err != nil {
 			return err
 		}
-		if len(stmts) == 1 && s.deallocate(stmts[0]) {
+		if len(stmts) == 1 && (s.deallocate(stmts[0]) || s.endLostTx(stmts[0])) {
 			return nil
 		}
 	}
@@ -1389,8 +1516,11 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 		// FunctionCallResponse: part of the current reply.
 		forward = e == nil || !e.swallow
 	}
-	if s.drained != nil && s.q.len() == 0 {
-		s.notifyDrained()
+	if s.q.len() == 0 {
+		disarmLocked(c)
+		if s.drained != nil {
+			s.notifyDrained()
+		}
 	}
 	if typ == 'E' && forward {
 		s.noteServerError(body)
@@ -1603,6 +1733,9 @@ func (s *session) backendLost(c *serverConn, cause error) {
 	c.owner.Store(nil)
 	perr := s.deathErr
 	s.deathErr = nil
+	if d := c.qt.Load(); perr == nil && d > 0 && timedOut(cause) {
+		perr = errQueryTimeout(c.p.shard, c.p.addr, time.Duration(d), cause)
+	}
 	if perr == nil {
 		perr = &pgError{Severity: "ERROR", Code: codeConnectionFailure, err: cause,
 			Message: fmt.Sprintf("lost connection to server %s (%s)", c.p.shard, c.p.addr)}
@@ -1610,7 +1743,10 @@ func (s *session) backendLost(c *serverConn, cause error) {
 	perr.Severity = "ERROR"
 	s.noteError(perr)
 	if perr.Detail == "" {
-		perr.Detail = "The statement was not retried; an open transaction was rolled back."
+		perr.Detail = lostDetail
+	}
+	if perr.Hint == "" {
+		perr.Hint = lostHint
 	}
 	fatal := s.mode == PoolSession || s.pinned
 	status := byte('I')
@@ -1619,7 +1755,7 @@ func (s *session) backendLost(c *serverConn, cause error) {
 		s.failedTx = true
 	}
 	out := s.fakes[:0]
-	errored := false
+	errored, told := false, false
 	for e := s.q.front(); e != nil; e = s.q.front() {
 		switch {
 		case e.kind == eFake:
@@ -1636,11 +1772,18 @@ func (s *session) backendLost(c *serverConn, cause error) {
 		case e.kind == eQuery || e.kind == eFunction:
 			out = appendErrorResponse(out, perr)
 			out = appendReadyForQuery(out, status)
+			told = true
 		case !errored:
 			out = appendErrorResponse(out, perr)
-			errored = true
+			errored, told = true, true
 		}
 		s.q.pop()
+	}
+	if status == 'E' && !told {
+		// Idle in its transaction: the client learns at its next
+		// statement.
+		e := *perr
+		s.lostErr = &e
 	}
 	s.pending = s.pending[:0]
 	s.notifyDrained()

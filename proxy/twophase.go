@@ -139,7 +139,7 @@ func (s *session) commitParts(parts []*txPart) (err error) {
 		return nil
 	}
 	if len(parts) == 1 || !s.db.TwoPhaseCommit {
-		res := runSimple(parts, func(*txPart) string { return "COMMIT" })
+		res := s.runSimple(parts, func(*txPart) string { return "COMMIT" })
 		s.setStatuses(parts, res)
 		for i, r := range res {
 			if r.err != nil {
@@ -163,7 +163,7 @@ func (s *session) commitParts(parts []*txPart) (err error) {
 
 	// 1. The decision goes into the coordinator's transaction while the
 	// others prepare.
-	res := runSimple(parts, func(tp *txPart) string {
+	res := s.runSimple(parts, func(tp *txPart) string {
 		if tp == coord {
 			return fmt.Sprintf("INSERT INTO %s (xid) VALUES (%s)", decisionTable, quoteLiteral(tpc.instance+":"+xid))
 		}
@@ -178,7 +178,7 @@ func (s *session) commitParts(parts []*txPart) (err error) {
 				prepared = append(prepared, tp)
 			}
 		}
-		s.setStatuses(prepared, runSimple(prepared, sqlOf("ROLLBACK PREPARED %s")))
+		s.setStatuses(prepared, s.runSimple(prepared, sqlOf("ROLLBACK PREPARED %s")))
 		if coord.status == 'T' || coord.status == 'E' {
 			s.rollbackParts([]*txPart{coord})
 		}
@@ -193,13 +193,13 @@ func (s *session) commitParts(parts []*txPart) (err error) {
 		}
 	}
 	// 2. The coordinator prepares.
-	r := runSimple([]*txPart{coord}, sqlOf("PREPARE TRANSACTION %s"))[0]
+	r := s.runSimple([]*txPart{coord}, sqlOf("PREPARE TRANSACTION %s"))[0]
 	coord.status = r.status
 	if r.err != nil {
 		return fail(0, r, "PREPARE TRANSACTION")
 	}
 	// 3. The decision.
-	r = runSimple([]*txPart{coord}, sqlOf("COMMIT PREPARED %s"))[0]
+	r = s.runSimple([]*txPart{coord}, sqlOf("COMMIT PREPARED %s"))[0]
 	coord.status = r.status
 	switch {
 	case r.lost:
@@ -208,14 +208,14 @@ func (s *session) commitParts(parts []*txPart) (err error) {
 			Message: fmt.Sprintf("lost connection to shard %s while committing; the transaction may or may not have committed", coord.c.p.shard),
 			Hint:    "pgshard's recovery finishes it on every shard once the shard is back; check the data before retrying."}
 	case r.err != nil:
-		res = runSimple(others, sqlOf("ROLLBACK PREPARED %s"))
+		res = s.runSimple(others, sqlOf("ROLLBACK PREPARED %s"))
 		s.setStatuses(others, res)
-		runSimple([]*txPart{coord}, sqlOf("ROLLBACK PREPARED %s"))
+		s.runSimple([]*txPart{coord}, sqlOf("ROLLBACK PREPARED %s"))
 		return onShard(r.err, coord, "COMMIT PREPARED")
 	}
 	// 4. The others commit. The transaction is committed already: a
 	// failure here is recovery's to finish.
-	res = runSimple(others, sqlOf("COMMIT PREPARED %s"))
+	res = s.runSimple(others, sqlOf("COMMIT PREPARED %s"))
 	s.setStatuses(others, res)
 	for i, r := range res {
 		if r.err != nil {

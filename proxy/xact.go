@@ -181,7 +181,7 @@ func (s *session) endMulti(st parser.Statement) (string, error) {
 
 // rollbackParts rolls back the transaction on each of parts.
 func (s *session) rollbackParts(parts []*txPart) {
-	res := runSimple(parts, func(*txPart) string { return "ROLLBACK" })
+	res := s.runSimple(parts, func(*txPart) string { return "ROLLBACK" })
 	for i, tp := range parts {
 		tp.status = res[i].status
 	}
@@ -195,7 +195,7 @@ func (s *session) txControlMulti(st parser.Statement) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	res := runSimple(parts, func(*txPart) string { return st.Text })
+	res := s.runSimple(parts, func(*txPart) string { return st.Text })
 	var first error
 	for i, tp := range parts {
 		tp.status = res[i].status
@@ -252,9 +252,14 @@ type partResult struct {
 }
 
 // runSimple runs a simple Query of pgshard's own on each part's backend
-// at once (sql gives each one's text) and waits for all of them. The
-// backends must be detached from any session.
-func runSimple(parts []*txPart, sql func(*txPart) string) []partResult {
+// at once (sql gives each one's text) and waits for all of them, each for
+// up to ownRoundTimeout, or query_timeout when shorter. The backends must
+// be detached from any session.
+func (s *session) runSimple(parts []*txPart, sql func(*txPart) string) []partResult {
+	bound := ownRoundTimeout
+	if qt := s.srv.current().opts.QueryTimeout; qt > 0 && qt < bound {
+		bound = qt
+	}
 	res := make([]partResult, len(parts))
 	sink := newScatterSink()
 	pending := 0
@@ -262,7 +267,7 @@ func runSimple(parts []*txPart, sql func(*txPart) string) []partResult {
 	// A server that stops answering without closing the connection must
 	// not hold the client's COMMIT forever: past the deadline the
 	// connection counts as lost (recovery settles what was prepared).
-	deadline := time.Now().Add(ownRoundTimeout)
+	deadline := time.Now().Add(bound)
 	for i, tp := range parts {
 		c := tp.c
 		c.sink.Store(sink)
@@ -288,7 +293,11 @@ func runSimple(parts []*txPart, sql func(*txPart) string) []partResult {
 		switch {
 		case m.err != nil:
 			res[i].lost, res[i].status = true, 0
-			if res[i].err == nil {
+			switch {
+			case res[i].err != nil:
+			case timedOut(m.err) && bound < ownRoundTimeout:
+				res[i].err = errQueryTimeout(m.c.p.shard, m.c.p.addr, bound, m.err)
+			default:
 				res[i].err = errPartLost(m.c)
 			}
 			done[i] = true
