@@ -337,7 +337,7 @@ func TestComposePgshard(t *testing.T) {
 			primary := checkShardURL(t, cf, sh.Primary)
 			pe := cf.Services[primary].Environment
 			if db.BackendUser != pe["APP_USER"] || string(db.BackendPassword) != pe["APP_PASSWORD"] {
-				t.Errorf("%s: backend_user %s does not log in to %s, whose init script makes %s", name, db.BackendUser, primary, pe["APP_USER"])
+				t.Errorf("%s: backend_user %s and its backend_password are not the APP_USER %s and APP_PASSWORD that %s's init script makes", name, db.BackendUser, pe["APP_USER"], primary)
 			}
 			if len(sh.Replicas) != 1 {
 				t.Errorf("shard %s: %d replicas, want 1", sh.Name, len(sh.Replicas))
