@@ -60,6 +60,7 @@ lint: vet fmt-check
 fmt:
 	gofmt -w .
 
-## image: the container image, from deploy/Dockerfile
+## image: the container image pgshard, from deploy/Dockerfile; `pgshard -version` in it prints git describe
 image:
-	docker build -f deploy/Dockerfile -t pgshard .
+	docker build -f deploy/Dockerfile -t pgshard \
+		--build-arg VERSION="$$(git describe --tags --always --dirty 2>/dev/null || echo devel)" .

@@ -618,14 +618,3 @@ func writeKeyPair(t *testing.T) (certFile, keyFile string) {
 	}
 	return certFile, keyFile
 }
-
-// TestDeployConfig keeps the configuration docker-compose.yml mounts valid.
-func TestDeployConfig(t *testing.T) {
-	c, err := Load("../deploy/proxy.compose.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Listen != "0.0.0.0:6432" || len(c.Databases) != 1 || c.Databases[0].Shards[0].Primary != "postgres://postgres:5432/app" {
-		t.Errorf("deploy config: %+v", c)
-	}
-}

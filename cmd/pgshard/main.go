@@ -88,7 +88,17 @@ func run(path, levelFlag string) error {
 	return srv.Run(context.Background())
 }
 
+// version is the version the image build links in (deploy/Dockerfile:
+// -ldflags "-X main.version=..."); empty means the one in Go's build info.
+var version string
+
+// buildVersion is the version -version prints and the startup log shows:
+// the linked-in version, else the main module's version from build info
+// (a pseudo-version stamped from git, or "(devel)").
 func buildVersion() string {
+	if version != "" {
+		return version
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
 		return bi.Main.Version
 	}

@@ -8,12 +8,14 @@
 //	shard s0: primary on 5433 (.demo/s0), replica on 5434 (.demo/s0-replica)
 //	shard s1: primary on 5435 (.demo/s1), replica on 5436 (.demo/s1-replica)
 //
-// each replica made once with pg_basebackup and streaming through a
-// physical replication slot, and waits until pg_stat_replication on each
-// primary shows its replica streaming. On each primary it creates the role
-// app (password app) and its database app, holding the sample schema:
-// users and orders spread over the shards by user id, countries copied to
-// both. It writes each sample row directly to the shard pgshard's routing
+// and waits until pg_stat_replication on each primary shows its replica
+// streaming. Each primary and replica is set up by the scripts the
+// replicas of docker-compose.yml use: deploy/postgres/init-primary.sh
+// creates the role app (password app) and its database app, a replication
+// role and a physical replication slot; deploy/postgres/replica-entrypoint.sh
+// makes the replica, once, with pg_basebackup through that slot. The
+// database app holds the sample schema, deploy/sample/schema.sql: users
+// and orders spread over the shards by user id, countries copied to both. It writes each sample row directly to the shard pgshard's routing
 // puts it (a hash of the user id, as PostgreSQL's PARTITION BY HASH does),
 // waits until the replicas have replayed it, and prints the rows each shard
 // holds. Then it writes .demo/proxy.yaml for those shards and runs
@@ -117,6 +119,10 @@ func run(pgshard string, shardsOnly bool) (err error) {
 	if err != nil {
 		return err
 	}
+	schema, err := os.ReadFile(filepath.Join(root, schemaFile))
+	if err != nil {
+		return err
+	}
 	defer func() {
 		fmt.Println("demo: stopping the shards (the data stays in .demo for next time)")
 		err = errors.Join(err, stopShards(shards))
@@ -125,7 +131,7 @@ func run(pgshard string, shardsOnly bool) (err error) {
 		fmt.Printf("demo: %s: primary on 127.0.0.1:%d (.demo/%s), replica on 127.0.0.1:%d (.demo/%s)\n",
 			sh.name, sh.primaryPort, sh.name, sh.replicaPort, sh.replicaName())
 	}
-	if err := setUp(ctx, demoDir, shards, rows); err != nil {
+	if err := setUp(ctx, root, demoDir, shards, string(schema), rows); err != nil {
 		if ctx.Err() != nil {
 			fmt.Println("\ndemo: interrupted")
 			return nil
@@ -152,17 +158,17 @@ func run(pgshard string, shardsOnly bool) (err error) {
 	return runPgshard(ctx, stopSignals, pgshard, root, configPath, shards)
 }
 
-// setUp starts every shard, loads its sample rows and waits until its
-// replica has replayed them, the shards in parallel.
-func setUp(ctx context.Context, demoDir string, shards []*shard, rows []shardRows) error {
+// setUp starts every shard, makes the sample schema, loads its sample rows
+// and waits until its replica has replayed them, the shards in parallel.
+func setUp(ctx context.Context, root, demoDir string, shards []*shard, schema string, rows []shardRows) error {
 	errs := make([]error, len(shards))
 	var wg sync.WaitGroup
 	for i, sh := range shards {
 		wg.Go(func() {
-			if errs[i] = sh.start(ctx, demoDir); errs[i] != nil {
+			if errs[i] = sh.start(ctx, root, demoDir); errs[i] != nil {
 				return
 			}
-			inserted, err := sh.load(ctx, rows[i])
+			inserted, err := sh.load(ctx, schema, rows[i])
 			if err != nil {
 				errs[i] = err
 				return

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,11 +39,17 @@ func (sh *shard) replicaName() string { return sh.name + "-replica" }
 // across a crash of the demo.
 func (sh *shard) slotName() string { return sh.name + "_replica" }
 
-// start starts the primary (making its cluster on first use), creates the
-// demo's role and database on it, then starts the replica and waits until
-// it streams. A replica left from an earlier primary is made again, as is
+// The replication role of the demo's primaries, made by init-primary.sh
+// and used by replica-entrypoint.sh.
+const replicationUser, replicationPassword = "replicator", "replicator"
+
+// start starts the primary (making its cluster on first use), sets it up
+// with deploy/postgres/init-primary.sh (the demo's role and database, a
+// replication role and slot), then starts the replica, made by
+// deploy/postgres/replica-entrypoint.sh on first use, and waits until it
+// streams. A replica left from an earlier primary is made again, as is
 // one that does not stream (once).
-func (sh *shard) start(ctx context.Context, demoDir string) error {
+func (sh *shard) start(ctx context.Context, root, demoDir string) error {
 	primaryDir := filepath.Join(demoDir, sh.name)
 	replicaDir := filepath.Join(demoDir, sh.replicaName())
 	_, err := os.Stat(filepath.Join(primaryDir, "data", "PG_VERSION"))
@@ -56,11 +63,13 @@ func (sh *shard) start(ctx context.Context, demoDir string) error {
 		return err
 	}
 	sh.primary = p
-	if err := p.CreateUserDB(ctx, user, password, database); err != nil {
-		return err
+	replication := []string{
+		"REPLICATION_USER=" + replicationUser,
+		"REPLICATION_PASSWORD=" + replicationPassword,
+		"REPLICATION_SLOT=" + sh.slotName(),
 	}
-	err = p.Exec(ctx, "postgres", `SELECT pg_create_physical_replication_slot($1, true)
-		WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = $1)`, sh.slotName())
+	err = p.RunClient(ctx, append([]string{"APP_USER=" + user, "APP_PASSWORD=" + password, "APP_DB=" + database}, replication...),
+		"bash", filepath.Join(root, "deploy/postgres/init-primary.sh"))
 	if err != nil {
 		return err
 	}
@@ -75,17 +84,19 @@ func (sh *shard) start(ctx context.Context, demoDir string) error {
 	}
 	opts := pgtest.Options{
 		Name: sh.replicaName(), Dir: replicaDir, Port: sh.replicaPort,
-		Conf: map[string]string{"cluster_name": sh.replicaName(), "primary_slot_name": sh.slotName()},
+		// primary_slot_name is in postgresql.auto.conf too (pg_basebackup
+		// --slot), but not in replicas made by earlier demos.
+		Conf:    map[string]string{"cluster_name": sh.replicaName(), "primary_slot_name": sh.slotName()},
+		Init:    []string{"bash", filepath.Join(root, "deploy/postgres/replica-entrypoint.sh")},
+		InitEnv: append([]string{"PRIMARY_HOST=" + p.Host(), "PRIMARY_PORT=" + strconv.Itoa(p.Port())}, replication...),
 	}
 	for attempt := 1; ; attempt++ {
 		if _, err := os.Stat(filepath.Join(replicaDir, "data", "PG_VERSION")); err != nil {
 			fmt.Printf("demo: %s: pg_basebackup from %s\n", sh.replicaName(), sh.name)
 		}
-		// Not ctx: when its context ends, pgtest kills pg_basebackup but not
-		// the WAL streaming process it forks, and then waits forever for
-		// that process to close its output. So a base backup (a second or
-		// so) is let finish, and Ctrl-C takes effect right after it.
-		r, err := p.StartReplica(context.WithoutCancel(ctx), opts)
+		// Not ctx: a base backup (a second or so) is let finish, and
+		// Ctrl-C takes effect right after it.
+		r, err := pgtest.Start(context.WithoutCancel(ctx), opts)
 		if err == nil {
 			sh.replica = r
 			if err = ctx.Err(); err == nil {

@@ -77,6 +77,17 @@ type Options struct {
 	Dir string
 	// Port is the TCP port to listen on; 0 picks a free one.
 	Port int
+	// Init, when set, makes a new cluster instead of the harness's initdb
+	// template: a program and its arguments (for example a script's
+	// interpreter and path, or a script passed with "bash -c"), run to
+	// completion as the server's OS user in the server's directory, with
+	// PGDATA set to the data directory it must fill, the PostgreSQL
+	// binaries first on PATH, and InitEnv ("KEY=value") added to the
+	// environment. It is how a replica is made by a script of its own
+	// (deploy/postgres/replica-entrypoint.sh). It is not run when Dir
+	// already holds a cluster.
+	Init    []string
+	InitEnv []string
 }
 
 // Server is a PostgreSQL server run by this process. Its methods are safe
@@ -105,6 +116,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	initdb := func(ctx context.Context) error {
+		if len(opts.Init) > 0 {
+			return s.runInit(ctx, opts.Init, opts.InitEnv)
+		}
 		tmpl, err := templateData(ctx, s.bin, s.cred)
 		if err != nil {
 			return s.errorf("%w", err)
@@ -539,12 +553,31 @@ func (s *Server) run(ctx context.Context, name string, args ...string) error {
 	return nil
 }
 
+// runInit runs Options.Init to make the cluster (see there).
+func (s *Server) runInit(ctx context.Context, argv, env []string) error {
+	env = append([]string{
+		"PATH=" + s.bin.dir + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"PGDATA=" + s.DataDir(),
+	}, env...)
+	if err := runCommand(ctx, s.cred, s.dir, env, argv[0], argv[1:]...); err != nil {
+		return s.errorf("make the cluster: %w", err)
+	}
+	return nil
+}
+
 // runProgram runs one of the PostgreSQL programs to completion in dir, as
 // cred when set; its output is in the error.
 func runProgram(ctx context.Context, bin binaries, cred *syscall.Credential, dir, name string, args ...string) error {
-	cmd := exec.CommandContext(ctx, bin.path(name), args...)
+	return runCommand(ctx, cred, dir, nil, bin.path(name), args...)
+}
+
+// runCommand runs a program to completion in dir, as cred when set, in
+// childEnv with env added (a later value wins); its output is in the error.
+func runCommand(ctx context.Context, cred *syscall.Credential, dir string, env []string, path string, args ...string) error {
+	name := filepath.Base(path)
+	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Dir = dir
-	cmd.Env = childEnv()
+	cmd.Env = append(childEnv(), env...)
 	cmd.SysProcAttr = sysProcAttr(cred)
 	// On cancel, kill the program's whole process group (pg_basebackup
 	// streams WAL from a child), and stop waiting for output its

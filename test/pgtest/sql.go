@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -128,6 +130,28 @@ func (s *Server) Promote(ctx context.Context) error {
 	}
 	if ok != "t" {
 		return s.errorf("promote: still in recovery after 60s")
+	}
+	return nil
+}
+
+// RunClient runs a client program to completion against the server, as a
+// superuser: argv is the program and its arguments (such as "bash" and a
+// script using psql), run as the server's OS user in the server's
+// directory, with libpq's PGHOST, PGPORT and PGUSER pointing at it, the
+// PostgreSQL binaries first on PATH, and env ("KEY=value") added to the
+// environment. Its output is in the error.
+func (s *Server) RunClient(ctx context.Context, env []string, argv ...string) error {
+	if len(argv) == 0 {
+		return s.errorf("RunClient: no program")
+	}
+	env = append([]string{
+		"PATH=" + s.bin.dir + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"PGHOST=" + host,
+		"PGPORT=" + strconv.Itoa(s.Port()),
+		"PGUSER=postgres",
+	}, env...)
+	if err := runCommand(ctx, s.cred, s.dir, env, argv[0], argv[1:]...); err != nil {
+		return s.errorf("%w", err)
 	}
 	return nil
 }
