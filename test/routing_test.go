@@ -340,7 +340,17 @@ func (rc *routingCluster) onShards(t testing.TB, query string, args ...any) [][]
 func (rc *routingCluster) truncate(t testing.TB, tables ...string) {
 	t.Helper()
 	for _, s := range rc.shards {
-		directExec(t, s, "SET lock_timeout = '5s'; TRUNCATE "+strings.Join(tables, ", "))
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := s.Exec(ctx, "app", "SET lock_timeout = '5s'; TRUNCATE "+strings.Join(tables, ", "))
+		cancel()
+		if err != nil {
+			// Say who holds the tables: a backend left in a transaction
+			// by a proxy is a bug to find, not a flake.
+			holders := directRows(t, s, `SELECT pid || ' ' || usename || ' ' || coalesce(application_name, '') || ' ' || state || ' since ' ||
+				coalesce(xact_start::text, '-') || ': ' || left(query, 200) FROM pg_stat_activity
+				WHERE datname = 'app' AND pid <> pg_backend_pid() AND state <> 'idle'`)
+			t.Fatalf("on %s directly: TRUNCATE %s: %v; other sessions not idle:\n%s", s.Name(), strings.Join(tables, ", "), err, strings.Join(holders, "\n"))
+		}
 	}
 }
 
