@@ -198,6 +198,11 @@ type Database struct {
 	// CrossShard says what happens to a statement that needs more than one
 	// shard: allow (the default), deny (SQLSTATE 0A000) or log.
 	CrossShard CrossShard `yaml:"cross_shard"`
+	// Hints says whether clients may pick a statement's shard with routing
+	// hints (pgshard comments, SET pgshard.shard / pgshard.key): allow, or
+	// deny (SQLSTATE 42501). Parse makes it deny when CrossShard is deny,
+	// allow otherwise, if the file leaves it out.
+	Hints Hints `yaml:"hints"`
 	// TwoPhaseCommit commits what spans shards with two-phase commit;
 	// Parse makes it true when the database has several shards and a
 	// backend_user, if the file leaves it out.
@@ -407,6 +412,7 @@ func (c *Config) ProxyOptions(logger *slog.Logger) (proxy.Options, error) {
 			RouteNotices:      d.RouteNotices,
 			ReadOnlyFunctions: slices.Clone(d.ReadOnlyFunctions),
 			CrossShard:        proxy.CrossShard(d.CrossShard),
+			DenyHints:         d.Hints == HintsDeny,
 			TwoPhaseCommit:    d.TwoPhaseCommit,
 		}
 		switch d.ReadYourWrites.Mode {

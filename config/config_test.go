@@ -81,6 +81,7 @@ func TestDefaults(t *testing.T) {
 			ReadYourWrites: ReadYourWrites{Mode: ReadYourWritesLSN},
 			MaxReplicaLag:  16 << 20,
 			CrossShard:     CrossShardAllow,
+			Hints:          HintsAllow,
 		}},
 	}
 	if !reflect.DeepEqual(c, want) {

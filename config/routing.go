@@ -138,6 +138,15 @@ const (
 	CrossShardLog   CrossShard = "log"   // run it, and log that it ran
 )
 
+// Hints says whether a database honours routing hints.
+type Hints string
+
+// The hint policies.
+const (
+	HintsAllow Hints = "allow" // honour them
+	HintsDeny  Hints = "deny"  // refuse them (SQLSTATE 42501)
+)
+
 // ReadYourWritesMode is how a client is kept from reading, on a replica,
 // data older than its own writes.
 type ReadYourWritesMode string
@@ -201,6 +210,14 @@ func applyRoutingDefaults(d *Database, p string, set func(string, func())) {
 	})
 	set(p+".load_balance", func() { d.LoadBalance = defaultLoadBalance })
 	set(p+".cross_shard", func() { d.CrossShard = defaultCrossShard })
+	set(p+".hints", func() {
+		// A tenant must not step around cross_shard: deny by naming each
+		// shard in turn, unless the file says hints are fine.
+		d.Hints = HintsAllow
+		if d.CrossShard == CrossShardDeny {
+			d.Hints = HintsDeny
+		}
+	})
 	set(p+".two_phase_commit", func() { d.TwoPhaseCommit = len(d.Shards) > 1 && d.BackendUser != "" })
 	set(p+".read_your_writes", func() { d.ReadYourWrites = defaultReadYourWrites })
 	set(p+".max_replica_lag", func() { d.MaxReplicaLag = defaultMaxReplicaLag })
@@ -279,6 +296,11 @@ func checkRouting(r *reporter, p string, d *Database) {
 	case CrossShardAllow, CrossShardDeny, CrossShardLog:
 	default:
 		r.add(p+".cross_shard", "unknown cross_shard %q; use allow, deny or log", d.CrossShard)
+	}
+	switch d.Hints {
+	case HintsAllow, HintsDeny:
+	default:
+		r.add(p+".hints", "unknown hints %q; use allow or deny", d.Hints)
 	}
 	if d.TwoPhaseCommit && d.BackendUser == "" && len(d.Shards) > 1 {
 		r.add(p+".two_phase_commit", "needs backend_user, which recovery logs in to the shards as; set backend_user, or two_phase_commit: false")

@@ -70,6 +70,7 @@ func TestRoutingParse(t *testing.T) {
 		RouteNotices:      true,
 		ReadOnlyFunctions: []string{"lower_email", "public.price_of"},
 		CrossShard:        CrossShardDeny,
+		Hints:             HintsDeny,
 	}
 	if !reflect.DeepEqual(d, want) {
 		t.Errorf("got\n%#v\nwant\n%#v", d, want)
@@ -85,6 +86,37 @@ func TestRoutingParse(t *testing.T) {
 		d.ReadYourWrites != (ReadYourWrites{Mode: ReadYourWritesLSN}) || d.MaxReplicaLag != 16<<20 || d.RouteNotices ||
 		d.ReadOnlyFunctions != nil || !reflect.DeepEqual(d.Tables[0].Shards, []string{"a", "b"}) || d.Tables[0].KeyType != "" {
 		t.Errorf("defaults not applied: %+v", d)
+	}
+}
+
+// TestRoutingHintsDefault: hints follow cross_shard when left out (deny
+// with deny, allow otherwise), and an explicit value wins either way.
+func TestRoutingHintsDefault(t *testing.T) {
+	for _, tc := range []struct {
+		lines []string
+		want  Hints
+	}{
+		{nil, HintsAllow},
+		{[]string{"cross_shard: allow"}, HintsAllow},
+		{[]string{"cross_shard: log"}, HintsAllow},
+		{[]string{"cross_shard: deny"}, HintsDeny},
+		{[]string{"cross_shard: deny", "hints: allow"}, HintsAllow},
+		{[]string{"hints: deny"}, HintsDeny},
+	} {
+		c, err := Parse([]byte(rdb(tc.lines...)))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.lines, err)
+		}
+		if got := c.Databases[0].Hints; got != tc.want {
+			t.Errorf("%q: hints %q, want %q", tc.lines, got, tc.want)
+		}
+		o, err := c.ProxyOptions(slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := o.Databases[0].DenyHints; got != (tc.want == HintsDeny) {
+			t.Errorf("%q: proxy DenyHints %v", tc.lines, got)
+		}
 	}
 }
 
@@ -118,6 +150,7 @@ func TestRoutingInProxyOptions(t *testing.T) {
 		RouteNotices:      true,
 		ReadOnlyFunctions: []string{"lower_email", "public.price_of"},
 		CrossShard:        proxy.CrossShardDeny,
+		DenyHints:         true,
 	}
 	if fmt.Sprintf("%+v", d) != fmt.Sprintf("%+v", want) {
 		t.Errorf("got\n%+v\nwant\n%+v", d, want)
@@ -224,6 +257,8 @@ func TestRoutingErrors(t *testing.T) {
 		{"default_shard empty", rdb(`default_shard: ""`), []string{"databases[0].default_shard: must name a shard"}},
 		{"load_balance", rdb("load_balance: roundrobin"), []string{`databases[0].load_balance: unknown load_balance "roundrobin"; use round_robin, random or least_busy (line 8)`}},
 		{"cross_shard", rdb("cross_shard: never"), []string{`databases[0].cross_shard: unknown cross_shard "never"; use allow, deny or log (line 8)`}},
+		{"hints", rdb("hints: ignore"), []string{`databases[0].hints: unknown hints "ignore"; use allow or deny (line 8)`}},
+		{"hints empty", rdb("hints:"), []string{`databases[0].hints: unknown hints ""; use allow or deny`}},
 		{"read_your_writes word", rdb("read_your_writes: on"), []string{`databases[0].read_your_writes: invalid read_your_writes "on": use lsn, off or a positive duration such as 5s (line 8)`}},
 		{"read_your_writes zero", rdb("read_your_writes: 0s"), []string{`databases[0].read_your_writes: invalid read_your_writes "0s"`}},
 		{"read_your_writes negative", rdb("read_your_writes: -5s"), []string{`databases[0].read_your_writes: invalid read_your_writes "-5s"`}},

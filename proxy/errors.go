@@ -23,6 +23,7 @@ const (
 	codeInvalidBinaryRepresentation = "22P03"
 	codeNotNullViolation            = "23502"
 	codeUndefinedTable              = "42P01"
+	codeInsufficientPrivilege       = "42501"
 	codeDuplicatePrepared           = "42P05"
 	codeInFailedTx                  = "25P02"
 	codeAdminShutdown               = "57P01"

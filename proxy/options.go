@@ -96,6 +96,11 @@ type Database struct {
 	// CrossShard is what happens to statements that need several shards;
 	// empty means allow.
 	CrossShard CrossShard
+	// DenyHints refuses routing hints (/* pgshard: shard=... */ or key=...
+	// comments, SET pgshard.shard / pgshard.key) with SQLSTATE 42501, so
+	// that clients cannot choose the shard a statement runs on; false
+	// honours them.
+	DenyHints bool
 	// TwoPhaseCommit commits transactions that span shards, and writes
 	// to several shards outside transactions, with two-phase commit, and
 	// recovers what a crash left prepared. It needs BackendUser and

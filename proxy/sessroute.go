@@ -269,6 +269,9 @@ func (s *session) pgshardSetting(st parser.Statement) (bool, error) {
 	if st.Kind != parser.Reset {
 		val = settingValue(st.Text)
 	}
+	if val != "" && s.db.DenyHints {
+		return true, s.refuse(s.hintsDenied())
+	}
 	switch name {
 	case "pgshard.shard":
 		if val != "" && !slices.Contains(s.rt.shards, val) {
@@ -304,6 +307,14 @@ func appendNotice(b []byte, severity, code, msg string) []byte {
 func (s *session) replyTag(tag string) error {
 	s.reply(entry{kind: eFake, fake: appendCommandComplete(nil, tag), readyAfter: true})
 	return nil
+}
+
+// hintsDenied is the error for a routing hint in a database with hints:
+// deny.
+func (s *session) hintsDenied() error {
+	return &pgError{Severity: "ERROR", Code: codeInsufficientPrivilege,
+		Message: fmt.Sprintf("routing hints are not allowed in database %q (hints: deny)", s.db.Name),
+		Hint:    "Remove the pgshard hint and let the shard key route the statement, or set hints: allow for the database."}
 }
 
 // currentHints are the hints in force: SET LOCAL ones over SET ones.
@@ -406,7 +417,11 @@ func (s *session) decide(as []parser.Analysis, p *bindParams, sql string) (decis
 			break
 		}
 	}
-	d, err := s.rt.decide(r, as, p, s.currentHints(), sql)
+	h := s.currentHints()
+	if s.db.DenyHints && (h != hints{} || slices.ContainsFunc(as, func(a parser.Analysis) bool { return !a.Hint.IsZero() })) {
+		return decision{}, s.hintsDenied()
+	}
+	d, err := s.rt.decide(r, as, p, h, sql)
 	if err != nil {
 		return d, err
 	}
@@ -690,9 +705,13 @@ func (s *session) canScatter(d decision, extended bool) error {
 func (s *session) crossShardAllowed(d decision, extended bool) error {
 	switch s.db.CrossShard {
 	case CrossShardDeny:
+		hint := "Pin the statement to one shard with its shard key or a pgshard hint, or set cross_shard to allow."
+		if s.db.DenyHints {
+			hint = "Pin the statement to one shard with its shard key, or set cross_shard to allow."
+		}
 		return s.refuseIn(&pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
 			Message: fmt.Sprintf("cross-shard statement denied: it needs shards %s, and database %q has cross_shard: deny", s.shardNames(d.shards), s.db.Name),
-			Hint:    "Pin the statement to one shard with its shard key or a pgshard hint, or set cross_shard to allow."}, extended)
+			Hint:    hint}, extended)
 	case CrossShardLog:
 		s.log.Info("cross-shard statement", "shards", s.shardNames(d.shards), "write", d.write)
 	}

@@ -162,6 +162,9 @@ type routingOptions struct {
 	noNotices bool
 	// crossShard is cross_shard; empty leaves it out (allow).
 	crossShard string
+	// hints is hints; empty leaves it out (deny with cross_shard: deny,
+	// else allow).
+	hints string
 	// logger, when set, receives pgshard's log.
 	logger *slog.Logger
 	// instanceID is instance_id; empty leaves it out.
@@ -183,6 +186,9 @@ func (rc *routingCluster) configYAML(o routingOptions) string {
 	}
 	if o.crossShard != "" {
 		lag += "\n    cross_shard: " + o.crossShard
+	}
+	if o.hints != "" {
+		lag += "\n    hints: " + o.hints
 	}
 	top := ""
 	if o.instanceID != "" {
