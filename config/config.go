@@ -65,6 +65,10 @@ type Config struct {
 	PoolMode proxy.PoolMode `yaml:"pool_mode"`
 	// MaxClientConn is the most client connections at once.
 	MaxClientConn int `yaml:"max_client_conn"`
+	// MaxUserClientConnections is the most client connections one user
+	// may have at once, over all databases; 0 means no limit. A user's own
+	// max_user_client_connections overrides it.
+	MaxUserClientConnections int `yaml:"max_user_client_connections"`
 	// MetricsListen is the host:port serving /metrics and /healthz; empty
 	// turns the endpoint off.
 	MetricsListen string `yaml:"metrics_listen"`
@@ -149,6 +153,10 @@ type User struct {
 	Password Secret `yaml:"password"`
 	// Auth is scram-sha-256, md5 or trust.
 	Auth proxy.AuthMethod `yaml:"auth"`
+	// MaxUserClientConnections is the most client connections of this
+	// user at once, over all databases; 0 means the top-level
+	// max_user_client_connections.
+	MaxUserClientConnections int `yaml:"max_user_client_connections"`
 }
 
 // Database is one logical database and its shards.
@@ -279,6 +287,10 @@ func Parse(data []byte) (*Config, error) {
 	}
 	rep.checkInt("max_client_conn")
 	rep.checkInt("prepared_statement_cache_size")
+	rep.checkInt("max_user_client_connections")
+	for i := range c.Users {
+		rep.checkInt(fmt.Sprintf("users[%d].max_user_client_connections", i))
+	}
 	for i := range c.Databases {
 		rep.checkInt(fmt.Sprintf("databases[%d].pool_size", i))
 		rep.checkInt(fmt.Sprintf("databases[%d].min_pool_size", i))
@@ -367,6 +379,7 @@ func (c *Config) ProxyOptions(logger *slog.Logger) (proxy.Options, error) {
 		MetricsListen:              c.MetricsListen,
 		PoolMode:                   c.PoolMode,
 		MaxClientConn:              c.MaxClientConn,
+		MaxUserClientConnections:   c.MaxUserClientConnections,
 		ClientLoginTimeout:         time.Duration(c.ClientLoginTimeout),
 		MaxMessageSize:             int(c.MaxMessageSize),
 		MaxMergeMemory:             int(c.MaxMergeMemory),
@@ -395,7 +408,8 @@ func (c *Config) ProxyOptions(logger *slog.Logger) (proxy.Options, error) {
 		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	for _, u := range c.Users {
-		o.Users = append(o.Users, proxy.User{Name: u.Name, Password: string(u.Password), Auth: u.Auth})
+		o.Users = append(o.Users, proxy.User{Name: u.Name, Password: string(u.Password), Auth: u.Auth,
+			MaxClientConnections: u.MaxUserClientConnections})
 	}
 	for _, d := range c.Databases {
 		pd := proxy.Database{

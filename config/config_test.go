@@ -156,6 +156,12 @@ func TestErrors(t *testing.T) {
 		{"metrics_listen same", "listen: \":7000\"\nmetrics_listen: \":7000\"\n" + okBoth, []string{"metrics_listen: must differ from listen"}},
 		{"pool_mode", "pool_mode: sesion\n" + okBoth, []string{`pool_mode: unknown pool mode "sesion"; use session, transaction or statement (line 1)`}},
 		{"max_client_conn", "max_client_conn: 0\n" + okBoth, []string{"max_client_conn: must be at least 1"}},
+		{"max_user_client_connections", "max_user_client_connections: -1\n" + okBoth, []string{"max_user_client_connections: must be 0 (no limit) or more (line 1)"}},
+		{"max_user_client_connections not an integer", "max_user_client_connections: many\n" + okBoth, []string{`max_user_client_connections: expected an integer, got a string "many" (line 1)`}},
+		{"user max_user_client_connections", "users: [{name: app, password: app, max_user_client_connections: -2}]\n" + okDBs,
+			[]string{"users[0].max_user_client_connections: must be 0 (the top-level max_user_client_connections) or more (line 1)"}},
+		{"user max_user_client_connections float", "users: [{name: app, password: app, max_user_client_connections: 2.5}]\n" + okDBs,
+			[]string{`users[0].max_user_client_connections: expected an integer, got a number "2.5" (line 1)`}},
 
 		{"tls cert only", "tls: {cert_file: " + notPEM + "}\n" + okBoth, []string{"tls.key_file: required when tls.cert_file is set"}},
 		{"tls key only", "tls: {key_file: " + notPEM + "}\n" + okBoth, []string{"tls.cert_file: required when tls.key_file is set"}},
@@ -449,6 +455,7 @@ func TestProxyOptions(t *testing.T) {
 listen: ":7432"
 pool_mode: session
 max_client_conn: 50
+max_user_client_connections: 20
 tls: {cert_file: ` + cert + `, key_file: ` + key + `}
 client_login_timeout: 3s
 max_message_size: 8kB
@@ -463,7 +470,7 @@ health_check_interval: 200ms
 ban_time: 5s
 users:
   - {name: app, password: app}
-  - {name: md, password: ` + md5App + `, auth: md5}
+  - {name: md, password: ` + md5App + `, auth: md5, max_user_client_connections: 3}
 databases:
   - name: app
     backend_user: owner
@@ -496,11 +503,12 @@ databases:
 	}
 	o.Settings = nil
 	want := proxy.Options{
-		Listen:        ":7432",
-		MetricsListen: "127.0.0.1:9930",
-		PoolMode:      proxy.PoolSession,
-		MaxClientConn: 50,
-		Users:         []proxy.User{{Name: "app", Password: "app", Auth: proxy.AuthSCRAM}, {Name: "md", Password: md5App, Auth: proxy.AuthMD5}},
+		Listen:                   ":7432",
+		MetricsListen:            "127.0.0.1:9930",
+		PoolMode:                 proxy.PoolSession,
+		MaxClientConn:            50,
+		MaxUserClientConnections: 20,
+		Users:                    []proxy.User{{Name: "app", Password: "app", Auth: proxy.AuthSCRAM}, {Name: "md", Password: md5App, Auth: proxy.AuthMD5, MaxClientConnections: 3}},
 		Databases: []proxy.Database{{Name: "app", BackendUser: "owner", BackendPassword: "pw", PoolSize: 4, MinPoolSize: 1, Shards: []proxy.Shard{{Name: "s0", Primary: "host=a", Replicas: []string{"host=b", "host=c"}, RoleAuto: true}, {Name: "s1", Primary: "host=d"}},
 			DefaultShard: "s0", LoadBalance: proxy.LoadBalanceRoundRobin, ReadYourWrites: proxy.ReadYourWrites{LSN: true}, MaxReplicaLag: 16 << 20, CrossShard: proxy.CrossShardAllow,
 			TwoPhaseCommit: true}},

@@ -30,6 +30,9 @@ func validate(c *Config, r *reporter) {
 	if c.MaxClientConn < 1 {
 		r.add("max_client_conn", "must be at least 1")
 	}
+	if c.MaxUserClientConnections < 0 {
+		r.add("max_user_client_connections", "must be 0 (no limit) or more")
+	}
 	checkTLS(r, c.TLS)
 
 	checkDuration(r, "client_login_timeout", c.ClientLoginTimeout, false)
@@ -169,6 +172,9 @@ func checkUsers(r *reporter, users []User) (plain []bool) {
 			r.add(p+".name", "duplicate user %q (also users[%d])", u.Name, j)
 		default:
 			seen[u.Name] = i
+		}
+		if u.MaxUserClientConnections < 0 {
+			r.add(p+".max_user_client_connections", "must be 0 (the top-level max_user_client_connections) or more")
 		}
 		authOK := true
 		switch u.Auth {

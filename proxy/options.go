@@ -37,6 +37,10 @@ type User struct {
 	// SCRAM-SHA-256 verifier as stored by PostgreSQL in pg_authid.
 	Password string
 	Auth     AuthMethod
+	// MaxClientConnections is the most client connections this user may
+	// have at once, over all databases and the admin console; 0 means
+	// Options.MaxUserClientConnections.
+	MaxClientConnections int
 }
 
 // Shard is one slice of a database's data: a primary and its replicas.
@@ -173,6 +177,11 @@ type Options struct {
 	PoolMode PoolMode
 	// MaxClientConn is the most client connections at once; more get 53300.
 	MaxClientConn int
+	// MaxUserClientConnections is the most client connections one user
+	// may have at once (counted once logged in, over all databases and the
+	// admin console), unless User.MaxClientConnections says otherwise;
+	// more get 53300. 0 means no limit.
+	MaxUserClientConnections int
 	// TLS, when set, is offered to clients that send SSLRequest.
 	TLS       *tls.Config
 	Users     []User

@@ -66,7 +66,9 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[cancelKey]*session
 	conns    map[net.Conn]struct{}
-	wg       sync.WaitGroup
+	// userConns counts each user's logged-in clients (admitUser).
+	userConns map[string]int
+	wg        sync.WaitGroup
 
 	// reloadMu serializes reloads; retired are the databases a reload
 	// replaced whose sessions have not all moved on (reload.go).
@@ -124,14 +126,15 @@ type cancelKey struct {
 func NewServer(opts Options) (*Server, error) {
 	opts = withDefaults(opts)
 	s := &Server{
-		opts:     opts,
-		log:      opts.Logger,
-		ready:    make(chan struct{}),
-		stop:     make(chan struct{}),
-		force:    make(chan struct{}),
-		sessions: map[cancelKey]*session{},
-		conns:    map[net.Conn]struct{}{},
-		cache:    parser.NewCache(parseCacheBytes),
+		opts:      opts,
+		log:       opts.Logger,
+		ready:     make(chan struct{}),
+		stop:      make(chan struct{}),
+		force:     make(chan struct{}),
+		sessions:  map[cancelKey]*session{},
+		conns:     map[net.Conn]struct{}{},
+		userConns: map[string]int{},
+		cache:     parser.NewCache(parseCacheBytes),
 	}
 	s.initMetrics()
 	s.tpc = newTwoPhase(opts.InstanceID, opts.TwoPhaseTimeout)
@@ -348,6 +351,34 @@ func (s *Server) pool(d *database, backendUser, password string, shard, server i
 	})
 	d.pools[key] = bp
 	return bp, nil
+}
+
+// admitUser counts one more client of an authenticated user, or refuses
+// it with 53300 when the user has as many as its limit allows. The
+// returned function, safe to call more than once, gives the place back.
+func (s *Server) admitUser(u *user) (func(), error) {
+	limit, key := s.current().opts.MaxUserClientConnections, "max_user_client_connections"
+	if u.MaxClientConnections > 0 {
+		limit, key = u.MaxClientConnections, "users[].max_user_client_connections of this user"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if limit > 0 && s.userConns[u.Name] >= limit {
+		return nil, &pgError{Severity: "FATAL", Code: codeTooManyConnections,
+			Message: fmt.Sprintf("too many client connections for user %q", u.Name),
+			Hint:    fmt.Sprintf("pgshard accepts at most %d client connections of this user at once (%s); close some, or raise the limit.", limit, key)}
+	}
+	s.userConns[u.Name]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.userConns[u.Name]--; s.userConns[u.Name] <= 0 {
+				delete(s.userConns, u.Name)
+			}
+		})
+	}, nil
 }
 
 // register gives a session a cancel key no other session has.

@@ -38,6 +38,8 @@ type session struct {
 	pool *backendPool // where the next statement goes unless routed elsewhere
 	rt   *routes      // nil: the database has one primary and no rules
 	user string
+	// leaveUser gives back the user's place counted by admitUser.
+	leaveUser func()
 	// buser and bpass log in to backends (the database's backend user, or
 	// the client's own name and password).
 	buser, bpass string

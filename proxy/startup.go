@@ -105,6 +105,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, done func()) {
 
 // runSession serves a logged-in client until it leaves.
 func (s *Server) runSession(sess *session) {
+	defer sess.leaveUser()
 	defer s.unregister(sess)
 	defer sess.leaveDB()
 	defer sess.close()
@@ -290,6 +291,16 @@ func (s *Server) login(ctx context.Context, conn net.Conn, br *bufio.Reader, st 
 	if err := s.authenticate(cw, br, u, userName); err != nil {
 		return nil, err
 	}
+	leave, err := s.admitUser(u)
+	if err != nil {
+		return nil, err
+	}
+	admitted := false
+	defer func() {
+		if !admitted {
+			leave()
+		}
+	}()
 	if dbName == adminDatabase {
 		return nil, s.serveAdmin(ctx, conn, br, cw, u, st)
 	}
@@ -319,6 +330,7 @@ func (s *Server) login(ctx context.Context, conn net.Conn, br *bufio.Reader, st 
 		stmts:     map[string]*clientStmt{},
 		startup:   startupSettings(st.params),
 		met:       s.newSessMetrics(db),
+		leaveUser: leave,
 	}
 	sess.params = maps.Clone(sess.startup)
 	sess.txStatus = 'I'
@@ -384,6 +396,7 @@ func (s *Server) login(ctx context.Context, conn net.Conn, br *bufio.Reader, st 
 		return nil, err
 	}
 	sess.db.sessions.Add(1) // until leaveDB
+	admitted = true
 	return sess, nil
 }
 
