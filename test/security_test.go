@@ -7,12 +7,19 @@ package test
 // limits under a connection flood.
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshard/pgshard/proxy"
 )
 
 // TestSecurityHintsDenied: in a database with cross_shard: deny (hints
@@ -118,4 +125,266 @@ func TestSecurityHintsAllowed(t *testing.T) {
 	r.wantRows(t, strconv.Itoa(keys[2][0]))
 	r.wantRoute(t, routeNotice("primary", 2))
 	c.checkUsable(t)
+}
+
+// startSecurityProxy is startProxy with user admin/adminpw (SCRAM) in
+// admin_users, and edit applied last.
+func startSecurityProxy(t testing.TB, edit func(*proxy.Options)) *testProxy {
+	t.Helper()
+	return startProxy(t, proxyConfig{edit: func(o *proxy.Options) {
+		o.Users = append(o.Users, proxy.User{Name: "admin", Password: "adminpw", Auth: proxy.AuthSCRAM})
+		o.AdminUsers = []string{"admin"}
+		if edit != nil {
+			edit(o)
+		}
+	}})
+}
+
+// floodResult is how a flood of logins ended: the connections that got in
+// (still open), and the errors of the others by SQLSTATE.
+type floodResult struct {
+	conns  []*pgconn.PgConn
+	codes  map[string]int
+	errors []error
+}
+
+func (f *floodResult) close() {
+	for _, c := range f.conns {
+		c.Close(context.Background())
+	}
+	f.conns = nil
+}
+
+// flood opens n connections to url at once and keeps those that get in.
+func flood(t testing.TB, url string, n int) *floodResult {
+	t.Helper()
+	conns := make([]*pgconn.PgConn, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			conns[i], errs[i] = pgconn.Connect(ctx, url)
+		})
+	}
+	close(start)
+	wg.Wait()
+	f := &floodResult{codes: map[string]int{}}
+	for i := range n {
+		if errs[i] == nil {
+			f.conns = append(f.conns, conns[i])
+			continue
+		}
+		code := sqlstate(errs[i])
+		f.codes[code]++
+		if code != "53300" && code != "28P01" {
+			f.errors = append(f.errors, errs[i])
+		}
+	}
+	t.Cleanup(f.close)
+	return f
+}
+
+// clientsOf counts the client sessions of user in SHOW CLIENTS.
+func clientsOf(t testing.TB, admin *pgx.Conn, user string) int {
+	t.Helper()
+	_, rows := show(t, admin, "SHOW CLIENTS")
+	return len(find(rows, "user", user))
+}
+
+// TestSecurityUserClientLimit: max_user_client_connections holds under a
+// flood: of many clients of one user logging in at once exactly the limit
+// get in and the others get FATAL 53300 naming the setting; wrong
+// passwords take no place; other users are unaffected; a user's own
+// limit overrides the global one; once the clients leave, the places
+// are free again.
+func TestSecurityUserClientLimit(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	const global, own = 4, 2
+	p := startSecurityProxy(t, func(o *proxy.Options) {
+		o.MaxUserClientConnections = global
+		for i := range o.Users {
+			if o.Users[i].Name == "md5user" {
+				o.Users[i].MaxClientConnections = own
+			}
+		}
+	})
+	admin := pgxConnect(t, p.url("admin", "adminpw", "pgshard")+"&default_query_exec_mode=simple_protocol")
+
+	// app: right and wrong passwords at once.
+	var wrong *floodResult
+	var wg sync.WaitGroup
+	wg.Go(func() { wrong = flood(t, p.url("app", "wrong", "app"), 20) })
+	right := flood(t, p.url("app", "app", "app"), 40)
+	wg.Wait()
+	if len(right.conns) != global || right.codes["53300"] != 40-global || len(right.errors) > 0 {
+		t.Fatalf("40 logins of app at once with a limit of %d: %d got in, refused by SQLSTATE %v, other errors %v",
+			global, len(right.conns), right.codes, right.errors)
+	}
+	if len(wrong.conns) != 0 || wrong.codes["28P01"] != 20 {
+		t.Errorf("20 logins of app with a wrong password: %d got in, refused by SQLSTATE %v", len(wrong.conns), wrong.codes)
+	}
+	_, err := pgconn.Connect(context.Background(), p.url("app", "app", "other"))
+	pe := wantPgError(t, err, "FATAL", "53300")
+	if !strings.Contains(pe.Message, `user "app"`) || !strings.Contains(pe.Hint, "max_user_client_connections") || !strings.Contains(pe.Hint, strconv.Itoa(global)) {
+		t.Errorf("refusal on another database: %q, hint %q; want the user and the setting named", pe.Message, pe.Hint)
+	}
+	if n := clientsOf(t, admin, "app"); n != global {
+		t.Errorf("SHOW CLIENTS lists %d clients of app, want %d", n, global)
+	}
+	for _, c := range right.conns {
+		if got := pgconnQuery(t, c, "SELECT current_user"); got != "app" {
+			t.Errorf("current_user %q", got)
+		}
+	}
+
+	// md5user's own limit; trustuser has the global one, untouched by app.
+	md5 := flood(t, p.url("md5user", "md5pass", "app"), 10)
+	if len(md5.conns) != own || md5.codes["53300"] != 10-own || len(md5.errors) > 0 {
+		t.Errorf("10 logins of md5user (own limit %d): %d got in, refused %v, other errors %v", own, len(md5.conns), md5.codes, md5.errors)
+	}
+	_, err = pgconn.Connect(context.Background(), p.url("md5user", "md5pass", "app"))
+	if pe := wantPgError(t, err, "FATAL", "53300"); !strings.Contains(pe.Hint, "users[].max_user_client_connections") {
+		t.Errorf("md5user's refusal hint %q does not name its own limit", pe.Hint)
+	}
+	trust := flood(t, p.url("trustuser", "", "app"), global)
+	if len(trust.conns) != global {
+		t.Errorf("trustuser, with app and md5user at their limits: %d of %d got in (%v %v)", len(trust.conns), global, trust.codes, trust.errors)
+	}
+
+	// Everyone leaves: the places come back, and the counts are zero.
+	right.close()
+	md5.close()
+	trust.close()
+	deadline := time.Now().Add(5 * time.Second)
+	for clientsOf(t, admin, "app")+clientsOf(t, admin, "md5user")+clientsOf(t, admin, "trustuser") > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("SHOW CLIENTS still lists clients 5s after they all left")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	again := flood(t, p.url("app", "app", "app"), global+3)
+	if len(again.conns) != global || again.codes["53300"] != 3 {
+		t.Errorf("after everyone left, %d logins of app: %d got in, refused %v, want %d in", global+3, len(again.conns), again.codes, global)
+	}
+	again.close()
+	waitLogin(t, p.url("app", "app", "app"))
+	checkProxyServes(t, p)
+	waitBackendsClean(t)
+}
+
+// TestSecurityMaxClientConnFlood: a flood of clients at once against
+// max_client_conn: exactly the limit get in, the rest get FATAL 53300,
+// and once they leave the proxy takes new clients.
+func TestSecurityMaxClientConnFlood(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	const limit = 10
+	p := startSecurityProxy(t, func(o *proxy.Options) { o.MaxClientConn = limit })
+	f := flood(t, p.url("app", "app", "app"), 60)
+	if len(f.conns) != limit || f.codes["53300"] != 60-limit || len(f.errors) > 0 {
+		t.Fatalf("60 clients at once, max_client_conn %d: %d got in, refused %v, other errors %v", limit, len(f.conns), f.codes, f.errors)
+	}
+	for _, c := range f.conns {
+		if got := pgconnQuery(t, c, "SELECT 1"); got != "1" {
+			t.Fatalf("got %q", got)
+		}
+	}
+	f.close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		g := flood(t, p.url("app", "app", "app"), limit)
+		n := len(g.conns)
+		g.close()
+		if n == limit {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("5s after the flood left, only %d of %d new clients get in", n, limit)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitLogin(t, p.url("app", "app", "app"))
+	checkProxyServes(t, p)
+	waitBackendsClean(t)
+}
+
+// waitLogin waits until a client can log in at url again (the clients
+// just closed have been counted out), for at most 5s.
+func waitLogin(t testing.TB, url string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		conn, err := pgconn.Connect(context.Background(), url)
+		if err == nil {
+			conn.Close(context.Background())
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("5s after its clients left the proxy still refuses new ones: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestSecurityAdminConsoleClosed: only admin_users reach the console. A
+// non-admin user is refused with 28000 even with the right password; a
+// wrong password or an unknown user is 28P01 (the password comes first,
+// so the console's users cannot be probed); names near "pgshard" are
+// ordinary (unknown) databases; and the console's commands sent through
+// a routed database go to the backend, not the console.
+func TestSecurityAdminConsoleClosed(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	p := startSecurityProxy(t, nil)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		user, password, db, code string
+	}{
+		{"app", "app", "pgshard", "28000"},
+		{"md5user", "md5pass", "pgshard", "28000"},
+		{"trustuser", "", "pgshard", "28000"},
+		{"app", "wrong", "pgshard", "28P01"},
+		{"nosuchuser", "x", "pgshard", "28P01"},
+		{"admin", "wrong", "pgshard", "28P01"},
+		{"admin", "adminpw", "PGSHARD", "3D000"},
+		{"admin", "adminpw", "pgshard ", "3D000"},
+		{"app", "app", "pgshard\u200b", "3D000"},
+	} {
+		conn, err := pgconn.Connect(ctx, p.url(tc.user, tc.password, strings.ReplaceAll(tc.db, " ", "%20")))
+		if err == nil {
+			conn.Close(ctx)
+			t.Errorf("%s on %q: connected, want FATAL %s", tc.user, tc.db, tc.code)
+			continue
+		}
+		pe := wantPgError(t, err, "FATAL", tc.code)
+		if tc.code == "28000" && !strings.Contains(pe.Message, "admin console") {
+			t.Errorf("%s on %q: message %q", tc.user, tc.db, pe.Message)
+		}
+	}
+	// psql too.
+	_, errOut, err := psqlAdmin(t, p, "app", "app", "-c", "SHOW CLIENTS")
+	if err == nil || !strings.Contains(errOut, "not allowed to use the admin console") {
+		t.Errorf("psql as app on pgshard: %v %q", err, errOut)
+	}
+	// The console's commands through database app reach PostgreSQL.
+	conn, err := pgconn.Connect(ctx, p.url("app", "app", "app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, cmd := range []string{"SHOW CLIENTS", "SHOW CONFIG", "PAUSE", "SHUTDOWN"} {
+		_, err := conn.Exec(ctx, cmd).ReadAll()
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "42704" && pe.Code != "42601" {
+			t.Errorf("%s through database app: %v, want PostgreSQL's own error", cmd, err)
+		}
+	}
+	// The admin gets in.
+	admin := pgxConnect(t, p.url("admin", "adminpw", "pgshard")+"&default_query_exec_mode=simple_protocol")
+	if _, rows := show(t, admin, "SHOW CLIENTS"); len(find(rows, "user", "app")) != 1 {
+		t.Errorf("SHOW CLIENTS: %v, want the one client of app", rows)
+	}
+	checkProxyServes(t, p)
 }
