@@ -143,7 +143,19 @@ type TLS struct {
 	CertFile string `yaml:"cert_file"`
 	// KeyFile is the PEM private key of CertFile.
 	KeyFile string `yaml:"key_file"`
+	// Mode is allow (clients choose; the default) or require (clients
+	// that do not use TLS are refused; needs CertFile and KeyFile).
+	Mode TLSMode `yaml:"mode"`
 }
+
+// TLSMode says whether clients must use TLS.
+type TLSMode string
+
+// The TLS modes.
+const (
+	TLSAllow   TLSMode = "allow"   // TLS for clients that ask for it
+	TLSRequire TLSMode = "require" // refuse clients in the clear (28000)
+)
 
 // User is one client identity.
 type User struct {
@@ -336,6 +348,7 @@ func applyDefaults(c *Config, idx *index) {
 	set("pool_mode", func() { c.PoolMode = defaultPoolMode })
 	set("max_client_conn", func() { c.MaxClientConn = defaultMaxClientConn })
 	set("metrics_listen", func() { c.MetricsListen = defaultMetricsListen })
+	set("tls.mode", func() { c.TLS.Mode = TLSAllow })
 	set("client_login_timeout", func() { c.ClientLoginTimeout = defaultClientLoginTimeout })
 	set("max_message_size", func() { c.MaxMessageSize = defaultMaxMessageSize })
 	set("max_merge_memory", func() { c.MaxMergeMemory = defaultMaxMergeMemory })
@@ -406,6 +419,7 @@ func (c *Config) ProxyOptions(logger *slog.Logger) (proxy.Options, error) {
 			return proxy.Options{}, fmt.Errorf("config: load TLS certificate: %w", err)
 		}
 		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		o.TLSRequired = c.TLS.Mode == TLSRequire
 	}
 	for _, u := range c.Users {
 		o.Users = append(o.Users, proxy.User{Name: u.Name, Password: string(u.Password), Auth: u.Auth,

@@ -54,6 +54,7 @@ func TestDefaults(t *testing.T) {
 		PoolMode:                   proxy.PoolTransaction,
 		MaxClientConn:              10000,
 		MetricsListen:              "127.0.0.1:9930",
+		TLS:                        TLS{Mode: TLSAllow},
 		ClientLoginTimeout:         Duration(15 * time.Second),
 		MaxMessageSize:             64 << 20,
 		MaxMergeMemory:             256 << 20,
@@ -168,6 +169,9 @@ func TestErrors(t *testing.T) {
 		{"tls missing files", "tls:\n  cert_file: " + missing + "\n  key_file: " + missing + "\n" + okBoth,
 			[]string{"tls.cert_file: stat " + missing + ": no such file or directory (line 2)", "tls.key_file: stat " + missing + ": no such file or directory (line 3)"}},
 		{"tls directory", "tls: {cert_file: " + dir + ", key_file: " + notPEM + "}\n" + okBoth, []string{"tls.cert_file: " + dir + " is a directory"}},
+		{"tls mode unknown", "tls: {mode: verify-full}\n" + okBoth, []string{`tls.mode: unknown TLS mode "verify-full"; use allow or require (line 1)`}},
+		{"tls mode require without a certificate", "tls: {mode: require}\n" + okBoth, []string{"tls.mode: require needs tls.cert_file and tls.key_file (line 1)"}},
+		{"tls mode empty", "tls:\n  mode:\n" + okBoth, []string{`tls.mode: unknown TLS mode ""; use allow or require (line 2)`}},
 		{"tls not a key pair", "tls: {cert_file: " + notPEM + ", key_file: " + notPEM + "}\n" + okBoth, []string{"tls: cannot load the certificate and key: tls: failed to find any PEM data"}},
 
 		{"duration zero", "client_login_timeout: 0s\n" + okBoth, []string{"client_login_timeout: must be greater than 0 (line 1)"}},
@@ -456,7 +460,7 @@ listen: ":7432"
 pool_mode: session
 max_client_conn: 50
 max_user_client_connections: 20
-tls: {cert_file: ` + cert + `, key_file: ` + key + `}
+tls: {cert_file: ` + cert + `, key_file: ` + key + `, mode: require}
 client_login_timeout: 3s
 max_message_size: 8kB
 server_reset_query: ""
@@ -492,7 +496,10 @@ databases:
 	if o.TLS == nil || len(o.TLS.Certificates) != 1 {
 		t.Fatalf("TLS not loaded: %+v", o.TLS)
 	}
-	o.TLS = nil
+	if !o.TLSRequired {
+		t.Error("tls.mode: require did not set TLSRequired")
+	}
+	o.TLS, o.TLSRequired = nil, false
 	if o.Settings == nil {
 		t.Fatal("Settings not set")
 	}

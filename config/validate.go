@@ -111,6 +111,15 @@ func checkAddr(r *reporter, path, addr string, emptyOK bool) {
 }
 
 func checkTLS(r *reporter, t TLS) {
+	switch t.Mode {
+	case TLSAllow:
+	case TLSRequire:
+		if t.CertFile == "" && t.KeyFile == "" {
+			r.add("tls.mode", "require needs tls.cert_file and tls.key_file")
+		}
+	default:
+		r.add("tls.mode", "unknown TLS mode %q; use allow or require", t.Mode)
+	}
 	if t.CertFile == "" && t.KeyFile == "" {
 		return
 	}

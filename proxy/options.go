@@ -183,9 +183,12 @@ type Options struct {
 	// more get 53300. 0 means no limit.
 	MaxUserClientConnections int
 	// TLS, when set, is offered to clients that send SSLRequest.
-	TLS       *tls.Config
-	Users     []User
-	Databases []Database
+	TLS *tls.Config
+	// TLSRequired refuses clients that log in without TLS (SQLSTATE
+	// 28000); it needs TLS. Cancel requests are served either way.
+	TLSRequired bool
+	Users       []User
+	Databases   []Database
 
 	// ClientLoginTimeout bounds the startup and authentication of a client.
 	ClientLoginTimeout time.Duration

@@ -77,6 +77,9 @@ func withDefaults(opts Options) Options {
 func (s *Server) build(opts Options, old *snapshot) (*snapshot, error) {
 	snap := &snapshot{opts: opts, users: map[string]*user{}, dbs: map[string]*database{}}
 	var errs []error
+	if opts.TLSRequired && opts.TLS == nil {
+		errs = append(errs, errors.New("TLS is required of clients but no certificate is configured"))
+	}
 	for _, u := range opts.Users {
 		v, err := auth.ParseVerifier(u.Name, u.Password)
 		if err != nil && u.Auth != AuthTrust {

@@ -202,6 +202,11 @@ func (s *Server) negotiate(ctx context.Context, nc net.Conn) (net.Conn, *bufio.R
 			if err != nil {
 				return conn, nil, nil, err
 			}
+			if !secured && s.current().opts.TLSRequired {
+				return conn, nil, nil, &pgError{Severity: "FATAL", Code: codeInvalidAuthSpec,
+					Message: "pgshard accepts only TLS connections, and this one is not encrypted",
+					Hint:    "Connect with sslmode=require (or verify-ca, verify-full); the server's tls.mode is require."}
+			}
 			st.minor = code & 0xffff
 			return conn, br, st, nil
 		}
