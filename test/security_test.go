@@ -8,8 +8,10 @@ package test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgshard/pgshard/proxy"
 )
@@ -387,4 +390,120 @@ func TestSecurityAdminConsoleClosed(t *testing.T) {
 		t.Errorf("SHOW CLIENTS: %v, want the one client of app", rows)
 	}
 	checkProxyServes(t, p)
+}
+
+// TestSecurityClientTLS: a certificate signed by the test's CA for
+// 127.0.0.1 and localhost. pgx and psql connect with sslmode=require,
+// verify-ca and verify-full (the CA as sslrootcert); verify-full with
+// another CA fails. With tls.mode: require a client in the clear is
+// refused with 28000 (with allow it gets in), while a cancel request in
+// the clear still cancels a query of a TLS session.
+func TestSecurityClientTLS(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "ca")
+	wrongCA := newTestCA(t, dir, "wrong-ca")
+	cert := ca.serverCert(t, dir, "pgshard")
+	required := startSecurityProxy(t, func(o *proxy.Options) { o.TLS, o.TLSRequired = cert.config, true })
+	allowed := startSecurityProxy(t, func(o *proxy.Options) { o.TLS = cert.config })
+	ctx := context.Background()
+
+	connStr := func(p *testProxy, host, ssl string) string {
+		return fmt.Sprintf("host=%s port=%s user=app password=app dbname=app connect_timeout=10 %s", host, p.port, ssl)
+	}
+	good := []string{"sslmode=require", "sslmode=verify-ca sslrootcert=" + ca.file, "sslmode=verify-full sslrootcert=" + ca.file}
+	for _, p := range []*testProxy{required, allowed} {
+		for _, host := range []string{"127.0.0.1", "localhost"} {
+			for _, ssl := range good {
+				cs := connStr(p, host, ssl)
+				conn, err := pgx.Connect(ctx, cs)
+				if err != nil {
+					t.Errorf("pgx %s: %v", cs, err)
+					continue
+				}
+				if _, ok := conn.PgConn().Conn().(*tls.Conn); !ok {
+					t.Errorf("pgx %s: connection is %T, not TLS", cs, conn.PgConn().Conn())
+				}
+				var who string
+				if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&who); err != nil || who != "app" {
+					t.Errorf("pgx %s: current_user %q, %v", cs, who, err)
+				}
+				conn.Close(ctx)
+				out := runPsql(t, cs, "", "-At", "-c", `\conninfo`)
+				if !strings.Contains(out, "SSL connection (protocol: TLS") {
+					t.Errorf("psql %s: \\conninfo says %q, want an SSL connection", cs, out)
+				}
+			}
+		}
+		// Another CA: the certificate is not trusted.
+		cs := connStr(p, "127.0.0.1", "sslmode=verify-full sslrootcert="+wrongCA.file)
+		if conn, err := pgx.Connect(ctx, cs); err == nil {
+			conn.Close(ctx)
+			t.Errorf("pgx %s: connected with a certificate the CA did not sign", cs)
+		} else if !strings.Contains(err.Error(), "certificate signed by unknown authority") {
+			t.Errorf("pgx %s: %v, want an unknown authority", cs, err)
+		}
+		out, err := psqlOut(cs, "-c", "SELECT 1")
+		if err == nil || !strings.Contains(out, "certificate verify failed") {
+			t.Errorf("psql %s: %v %q, want certificate verify failed", cs, err, out)
+		}
+	}
+
+	// In the clear.
+	cs := connStr(required, "127.0.0.1", "sslmode=disable")
+	_, err := pgx.Connect(ctx, cs)
+	pe := wantPgError(t, err, "FATAL", "28000")
+	if !strings.Contains(pe.Message, "only TLS") || !strings.Contains(pe.Hint, "sslmode=require") {
+		t.Errorf("refusal in the clear: %q, hint %q", pe.Message, pe.Hint)
+	}
+	if out, err := psqlOut(cs, "-c", "SELECT 1"); err == nil || !strings.Contains(out, "pgshard accepts only TLS connections") {
+		t.Errorf("psql %s: %v %q, want refused", cs, err, out)
+	}
+	c := dialRaw(t, required.addr)
+	c.startup(proto30, map[string]string{"user": "trustuser", "database": "app"})
+	c.expectError("FATAL", "28000")
+	conn, err := pgx.Connect(ctx, connStr(allowed, "127.0.0.1", "sslmode=disable"))
+	if err != nil {
+		t.Fatalf("tls.mode allow, sslmode=disable: %v", err)
+	}
+	conn.Close(ctx)
+
+	// A cancel request in the clear reaches a TLS session's query.
+	conn, err = pgx.Connect(ctx, connStr(required, "127.0.0.1", "sslmode=require"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, err := conn.Exec(ctx, "SELECT pg_sleep(10)")
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	cancelPkt, err := (&pgproto3.CancelRequest{ProcessID: conn.PgConn().PID(), SecretKey: conn.PgConn().SecretKey()}).Encode(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := dialRaw(t, required.addr)
+	cc.write(cancelPkt)
+	cc.expectClosed()
+	select {
+	case err := <-done:
+		wantPgError(t, err, "ERROR", "57014")
+	case <-time.After(5 * time.Second):
+		t.Fatal("a cancel request in the clear did not cancel the TLS session's query")
+	}
+	checkProxyServes(t, allowed)
+	waitBackendsClean(t)
+}
+
+// psqlOut runs psql on a connection string and returns its combined
+// output and error.
+func psqlOut(connStr string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "psql", append([]string{connStr, "-X", "-v", "ON_ERROR_STOP=1"}, args...)...)
+	cmd.Env = libpqEnv("")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
