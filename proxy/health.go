@@ -3,6 +3,7 @@ package proxy
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -356,11 +357,29 @@ func (s *session) healthyPool() (*backendPool, error) {
 	if !s.db.checked() {
 		next = fmt.Sprintf("tries it again in %s", h.retry.Sub(now).Round(time.Millisecond))
 	}
+	why, hint := downWhy(h.err)
 	return nil, &pgError{Severity: "ERROR", Code: codeConnectionFailure, err: h.err,
-		Message: fmt.Sprintf("shard %s is unavailable: its %s %s is down (for %s); pgshard %s and reconnects on its own once it answers",
-			p.shard, role, serverAddr(s.db, p.shardIdx, writer), now.Sub(h.since).Round(time.Millisecond), next),
+		Message: fmt.Sprintf("shard %s is unavailable: its %s %s %s (for %s); pgshard %s and reconnects on its own once it answers",
+			p.shard, role, serverAddr(s.db, p.shardIdx, writer), why, now.Sub(h.since).Round(time.Millisecond), next),
 		Detail: fmt.Sprintf("Last error: %v", h.err),
-		Hint:   "Retry later; statements that need other shards, or this shard's replicas, are not affected."}
+		Hint:   hint}
+}
+
+// downWhy says how a server that failed its last check is unavailable,
+// and what to do: it is down, or it answers but refuses pgshard's login
+// (pg_hba.conf, credentials) or its TLS certificate fails verification,
+// which is a matter of configuration.
+func downWhy(err error) (why, hint string) {
+	const fixConfig = "Check the shard's connection string (sslmode, sslrootcert), backend_user and backend_password, and the server's pg_hba.conf."
+	var pe *pgconn.PgError
+	var ce *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &pe) && !serverFault(pe):
+		return "refuses pgshard's login: " + pe.Message, fixConfig
+	case errors.As(err, &ce):
+		return "has a TLS certificate that fails verification: " + ce.Err.Error(), fixConfig
+	}
+	return "is down", "Retry later; statements that need other shards, or this shard's replicas, are not affected."
 }
 
 // checkEvery is how often d's servers are checked.
