@@ -11,7 +11,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,7 +27,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgshard/pgshard/config"
 	"github.com/pgshard/pgshard/proxy"
+	"github.com/pgshard/pgshard/test/pgtest"
 )
 
 // TestSecurityHintsDenied: in a database with cross_shard: deny (hints
@@ -506,4 +513,285 @@ func psqlOut(connStr string, args ...string) (string, error) {
 	cmd.Env = libpqEnv("")
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// backendTLSHBA lets the superuser in over anything (the harness and the
+// test's own checks) and everyone else over TLS only.
+const backendTLSHBA = `local     all all                      trust
+host      all postgres 127.0.0.1/32    trust
+hostssl   all all      127.0.0.1/32    scram-sha-256
+hostnossl all all      127.0.0.1/32    reject
+`
+
+// TestSecurityBackendTLS: the sslmode of a shard's connection string is
+// honoured. Against a server that accepts its users over TLS only,
+// sslmode=require and verify-full (with the CA as sslrootcert) work, and
+// pg_stat_ssl shows every pgshard connection encrypted; cancel requests
+// still reach it. sslmode=disable, and verify-full with another CA,
+// fail the client's login with an error that says why.
+func TestSecurityBackendTLS(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	dir := serverDir(t)
+	ca := newTestCA(t, t.TempDir(), "backend-ca")
+	wrongCA := newTestCA(t, t.TempDir(), "wrong-ca")
+	cert := ca.serverCert(t, dir, "server")
+	hba := filepath.Join(dir, "pg_hba.conf")
+	if err := os.WriteFile(hba, []byte(backendTLSHBA), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	chownToServer(t, cert.certFile, cert.keyFile, hba)
+	srv := pgtest.StartT(t, pgtest.Options{Conf: map[string]string{
+		"ssl": "on", "ssl_cert_file": cert.certFile, "ssl_key_file": cert.keyFile, "hba_file": hba,
+	}})
+	ctx := context.Background()
+	if err := srv.CreateUserDB(ctx, "app", "app", "app"); err != nil {
+		t.Fatal(err)
+	}
+	url := func(ssl string) string {
+		return fmt.Sprintf("postgres://127.0.0.1:%d/app?%s", srv.Port(), ssl)
+	}
+	p := startProxy(t, proxyConfig{poolSize: 3, edit: func(o *proxy.Options) {
+		for _, d := range []struct{ name, ssl string }{
+			{"require", "sslmode=require"},
+			{"verify", "sslmode=verify-full&sslrootcert=" + ca.file},
+			{"clear", "sslmode=disable"},
+			{"wrongca", "sslmode=verify-full&sslrootcert=" + wrongCA.file},
+		} {
+			o.Databases = append(o.Databases, proxy.Database{Name: d.name, BackendUser: "app", BackendPassword: "app", PoolSize: 3,
+				Shards: []proxy.Shard{{Name: "s0", Primary: url(d.ssl)}}})
+		}
+	}})
+
+	for _, db := range []string{"require", "verify"} {
+		conn, err := pgconn.Connect(ctx, p.url("app", "app", db))
+		if err != nil {
+			t.Fatalf("database %s: %v", db, err)
+		}
+		if got := pgconnQuery(t, conn, "SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()"); got != "true" {
+			t.Errorf("database %s: the backend's own connection has ssl %s", db, got)
+		}
+		// A cancel request (sent in the clear, as PostgreSQL takes it)
+		// reaches the TLS backend.
+		done := make(chan error, 1)
+		go func() { done <- conn.Exec(ctx, "SELECT pg_sleep(10)").Close() }()
+		time.Sleep(300 * time.Millisecond)
+		if err := conn.CancelRequest(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			wantPgError(t, err, "ERROR", "57014")
+		case <-time.After(5 * time.Second):
+			t.Fatalf("database %s: the cancel did not reach the backend", db)
+		}
+		conn.Close(ctx)
+	}
+	// Every connection of app on the server is pgshard's, and encrypted.
+	var total, encrypted int64
+	super := superConn(t, srv, "postgres")
+	if err := super.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE s.ssl)
+		FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.usename = 'app'`).Scan(&total, &encrypted); err != nil {
+		t.Fatal(err)
+	}
+	if total == 0 || encrypted != total {
+		t.Errorf("pgshard's backend connections: %d, of which %d encrypted; want all encrypted", total, encrypted)
+	}
+
+	for _, tc := range []struct{ db, want string }{
+		{"clear", `pg_hba.conf rejects connection for host "127.0.0.1", user "app", database "app", no encryption`},
+		{"wrongca", "x509: certificate signed by unknown authority"},
+	} {
+		// The health checks (backend_user is set) have found the server
+		// refusing pgshard by now, or the client's login dials it itself;
+		// either way the client is told why.
+		_, err := pgconn.Connect(ctx, p.url("app", "app", tc.db))
+		pe := wantPgError(t, err, "FATAL", "08006")
+		if !strings.Contains(pe.Message, tc.want) {
+			t.Errorf("database %s: %q, want it to say %q", tc.db, pe.Message, tc.want)
+		}
+		if strings.Contains(pe.Message, "is down") {
+			t.Errorf("database %s: %q calls a server that refuses pgshard down", tc.db, pe.Message)
+		}
+		t.Logf("database %s: %s (hint: %s)", tc.db, pe.Message, pe.Hint)
+		if strings.Contains(pe.Message, "password=") || strings.Contains(pe.Message, ":app@") {
+			t.Errorf("database %s: the error shows the backend password: %q", tc.db, pe.Message)
+		}
+	}
+	checkProxyServes(t, p)
+}
+
+// The secrets of TestSecurityPasswordsNotShown: distinctive, so that a
+// leak anywhere is found by a plain substring search.
+const (
+	secretClient  = "Cl1ent-s3cret-XYZ"
+	secretMD5     = "Md5-s3cret-QRS"
+	secretBackend = "B4ckend-s3cret-LMN"
+	secretBadBack = "B4d-backend-pw-JKL"
+	secretAdmin   = "Adm1n-s3cret-UVW"
+)
+
+// TestSecurityPasswordsNotShown: a login flood with right and wrong
+// passwords (SCRAM and md5, to databases with a backend_user, one whose
+// backend_password is wrong, and one that logs in to the backend with
+// the client's own password) at log level debug. No password — the
+// clients', the backend's, the wrong guesses — appears in pgshard's log,
+// in the errors the clients get, in any SHOW command of the admin
+// console (SHOW CONFIG shows them redacted) or in /metrics.
+func TestSecurityPasswordsNotShown(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	ctx := context.Background()
+	if err := backend.CreateUserDB(ctx, "secback", secretBackend, "secback"); err != nil {
+		t.Fatal(err)
+	}
+	guesses := []string{"Wr0ng-guess-1", "Wr0ng-guess-2", secretClient + "x", "x" + secretMD5}
+	secrets := append([]string{secretClient, secretMD5, secretBackend, secretBadBack, secretAdmin}, guesses...)
+
+	shard := func(db string) string {
+		return fmt.Sprintf("postgres://127.0.0.1:%d/%s?sslmode=disable", backend.Port(), db)
+	}
+	text := fmt.Sprintf(`listen: "127.0.0.1:0"
+metrics_listen: "127.0.0.1:0"
+log_level: debug
+pool_mode: transaction
+users:
+  - {name: sec, password: %[1]q}
+  - {name: secmd5, password: %[2]q, auth: md5}
+  - {name: secback, password: %[3]q}
+  - {name: admin, password: %[5]q}
+admin_users: [admin]
+databases:
+  - name: secdb
+    backend_user: secback
+    backend_password: %[3]q
+    pool_size: 4
+    shards: [{name: s0, primary: %[6]q}]
+  - name: badback
+    backend_user: secback
+    backend_password: %[4]q
+    pool_size: 2
+    shards: [{name: s0, primary: %[6]q}]
+  - name: passthru
+    pool_size: 2
+    shards: [{name: s0, primary: %[6]q}]
+`, secretClient, secretMD5, secretBackend, secretBadBack, secretAdmin, shard("secback"))
+	cfg, err := config.Parse([]byte(text))
+	if err != nil {
+		t.Fatalf("config.Parse: %v", err)
+	}
+	var logs lockedBuffer
+	opts, err := cfg.ProxyOptions(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := serveProxy(t, opts)
+
+	type attempt struct{ user, password, db string }
+	var attempts []attempt
+	for i := range 6 {
+		attempts = append(attempts,
+			attempt{"sec", secretClient, "secdb"}, attempt{"sec", guesses[i%len(guesses)], "secdb"},
+			attempt{"secmd5", secretMD5, "secdb"}, attempt{"secmd5", guesses[(i+1)%len(guesses)], "secdb"},
+			attempt{"sec", secretClient, "badback"}, attempt{"secback", secretBackend, "passthru"},
+			attempt{"secback", guesses[i%len(guesses)], "passthru"}, attempt{"nosuch", guesses[i%len(guesses)], "secdb"},
+			attempt{"admin", guesses[i%len(guesses)], "pgshard"}, attempt{"sec", secretClient, "pgshard"})
+	}
+	var mu sync.Mutex
+	var clientText []string // every error message, detail and hint the clients got
+	ok := map[string]int{}
+	var wg sync.WaitGroup
+	for _, a := range attempts {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			conn, err := pgconn.Connect(cctx, p.url(a.user, a.password, a.db))
+			if err == nil {
+				err = conn.Exec(cctx, "SELECT current_user").Close()
+				conn.Close(cctx)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				ok[a.user+"@"+a.db]++
+				return
+			}
+			clientText = append(clientText, err.Error())
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) {
+				clientText = append(clientText, pe.Detail, pe.Hint)
+			}
+		})
+	}
+	wg.Wait()
+	// A client that leaves in the middle of SCRAM (logged at debug).
+	half := dialRaw(t, p.addr)
+	half.startup(proto30, map[string]string{"user": "sec", "database": "secdb"})
+	half.expectSASL()
+	half.nc.Close()
+	// The right passwords got in, the others did not.
+	if ok["sec@secdb"] != 6 || ok["secmd5@secdb"] != 6 || ok["secback@passthru"] != 6 || len(ok) != 3 {
+		t.Errorf("logins that succeeded: %v; want 6 each of sec@secdb, secmd5@secdb, secback@passthru", ok)
+	}
+	if len(clientText) < 6*7 {
+		t.Errorf("only %d error texts for %d failed logins", len(clientText), 6*7)
+	}
+
+	// The admin console.
+	admin := pgxConnect(t, p.url("admin", secretAdmin, "pgshard")+"&default_query_exec_mode=simple_protocol")
+	var console []string
+	for _, cmd := range []string{"SHOW CONFIG", "SHOW POOLS", "SHOW CLIENTS", "SHOW SERVERS", "SHOW STATS", "SHOW SHARDS", "SHOW HELP",
+		"SHOW ROUTE secdb SELECT 1"} {
+		_, rows := show(t, admin, cmd)
+		for _, r := range rows {
+			for k, v := range r {
+				console = append(console, cmd+": "+k+"="+v)
+			}
+		}
+	}
+	_, rows := show(t, admin, "SHOW CONFIG")
+	redacted := 0
+	for _, r := range rows {
+		if strings.Contains(r["key"], "password") && r["value"] == "*****" {
+			redacted++
+		}
+	}
+	if redacted != 6 { // four users, two backend_passwords
+		t.Errorf("SHOW CONFIG redacts %d passwords, want 6: %v", redacted, rows)
+	}
+
+	// /metrics.
+	resp, err := http.Get("http://" + p.srv.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "client left during login") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	log := logs.String()
+	for _, want := range []string{"login refused", "password authentication failed", "level=DEBUG msg=\"client left during login\""} {
+		if !strings.Contains(log, want) {
+			t.Errorf("pgshard's log has no %q: the test does not see what it should", want)
+		}
+	}
+	for _, where := range []struct {
+		name, text string
+	}{
+		{"pgshard's log", log},
+		{"the errors clients got", strings.Join(clientText, "\n")},
+		{"the admin console", strings.Join(console, "\n")},
+		{"/metrics", string(metrics)},
+	} {
+		for _, s := range secrets {
+			if i := strings.Index(where.text, s); i >= 0 {
+				t.Errorf("%s shows the password %q: ...%s...", where.name, s, where.text[max(0, i-200):min(len(where.text), i+100)])
+			}
+		}
+	}
+	t.Logf("%d log bytes, %d client error texts, %d console values, %d metrics bytes checked", len(log), len(clientText), len(console), len(metrics))
 }
