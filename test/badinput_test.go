@@ -14,9 +14,13 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
+	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -893,49 +897,77 @@ func TestBadInputCancelRequest(t *testing.T) {
 	waitBackendsClean(t)
 }
 
-// TestBadInputConnectionStorm: 1,000 connections opened at once and
-// dropped at every stage of startup (before a byte, mid-packet, after the
-// StartupMessage, mid-SCRAM, logged in with or without a query running).
-// The proxy survives, every client that finished logging in was served,
-// and a normal client works afterwards.
-func TestBadInputConnectionStorm(t *testing.T) {
-	checkNoGoroutineLeak(t)
-	p := startProxy(t, proxyConfig{edit: func(o *proxy.Options) {
-		o.MaxClientConn = 2000
-		// Long enough for 1,000 first logins on a cold pool under -race.
-		o.ClientLoginTimeout = 15 * time.Second
-	}})
-	trust := startupBytes(t, map[string]string{"user": "trustuser", "database": "app"})
-	scram := startupBytes(t, map[string]string{"user": "app", "database": "app"})
-	query, _ := (&pgproto3.Query{String: "SELECT pg_sleep(0.2)"}).Encode(nil)
-	const n = 1000
-	const kinds = 6
+// openFiles is the number of file descriptors the test process has open.
+func openFiles(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/dev/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// stormEnv, when set in the environment of the test binary, makes it the
+// client side of TestBadInputConnectionStorm (see TestMain) instead of
+// running tests: "addr n".
+const stormEnv = "PGSHARD_TEST_STORM"
+
+// stormKinds is how many ways a storm's connection ends: connection i
+// ends the (i % stormKinds)-th way (see stormClients).
+const stormKinds = 10
+
+// stormClients opens n connections to addr at once and drops each at a
+// stage of startup chosen by its number, and reports how each failed
+// (nil: as it should) and how long it took until all were connected.
+func stormClients(addr string, n int) ([]error, time.Duration) {
+	enc := func(m pgproto3.FrontendMessage) []byte {
+		b, err := m.Encode(nil)
+		if err != nil {
+			panic(err)
+		}
+		return b
+	}
+	trust := enc(&pgproto3.StartupMessage{ProtocolVersion: proto30, Parameters: map[string]string{"user": "trustuser", "database": "app"}})
+	scram := enc(&pgproto3.StartupMessage{ProtocolVersion: proto30, Parameters: map[string]string{"user": "app", "database": "app"}})
+	query := enc(&pgproto3.Query{String: "SELECT pg_sleep(0.2)"})
 	errs := make([]error, n)
 	start := make(chan struct{})
+	began := time.Now()
+	var dialed atomic.Int64
+	var connected atomic.Int64
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			nc, err := net.DialTimeout("tcp", p.addr, 10*time.Second)
+			nc, err := net.DialTimeout("tcp", addr, 20*time.Second)
 			if err != nil {
 				errs[i] = err
 				return
 			}
+			if dialed.Add(1) == int64(n) {
+				connected.Store(int64(time.Since(began)))
+			}
 			defer nc.Close()
-			nc.SetDeadline(time.Now().Add(20 * time.Second))
-			switch i % kinds {
+			nc.SetDeadline(time.Now().Add(40 * time.Second))
+			switch i % stormKinds {
 			case 0: // nothing
 			case 1:
 				nc.Write(trust[:len(trust)/2])
 			case 2:
 				nc.Write(trust)
 			case 3:
+				nc.Write(encRequest(codeSSLRequest))
+				var b [1]byte
+				if _, err := io.ReadFull(nc, b[:]); err != nil || b[0] != 'N' {
+					errs[i] = fmt.Errorf("SSLRequest: %q, %v", b, err)
+				}
+			case 4:
 				nc.Write(scram)
 				fe := pgproto3.NewFrontend(nc, nc)
 				if _, err := fe.Receive(); err != nil {
 					errs[i] = fmt.Errorf("waiting for AuthenticationSASL: %w", err)
 				}
-			case 4, 5:
+			default:
 				nc.Write(trust)
 				fe := pgproto3.NewFrontend(nc, nc)
 				for {
@@ -952,29 +984,89 @@ func TestBadInputConnectionStorm(t *testing.T) {
 						break
 					}
 				}
-				if i%kinds == 5 {
-					nc.Write(query) // and leave while it runs
+				if i%100 == 99 {
+					// And leave while it runs: its backend is closed and
+					// replaced, so only a few do.
+					nc.Write(query)
 				}
 			}
 		})
 	}
 	close(start)
 	wg.Wait()
-	failed := 0
+	return errs, time.Duration(connected.Load())
+}
+
+// stormChild is the test binary run as the storm's client side: it runs
+// stormClients and prints one line per failed connection ("error <i>
+// <message>") and a last line "connected <duration>".
+func stormChild(spec string) int {
+	addr, count, _ := strings.Cut(spec, " ")
+	n, err := strconv.Atoi(count)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, stormEnv, err)
+		return 2
+	}
+	errs, connected := stormClients(addr, n)
 	for i, err := range errs {
 		if err != nil {
-			failed++
-			if failed <= 10 {
-				t.Errorf("connection %d (kind %d): %v", i, i%kinds, err)
-			}
+			fmt.Printf("error %d %s\n", i, strings.ReplaceAll(err.Error(), "\n", " "))
 		}
 	}
-	if failed > 0 {
-		t.Errorf("%d of %d connections failed", failed, n)
+	fmt.Printf("connected %s\n", connected.Round(time.Millisecond))
+	return 0
+}
+
+// TestBadInputConnectionStorm: 10,000 connections opened at once and
+// dropped at every stage of startup (before a byte, mid-packet, after
+// SSLRequest, after the StartupMessage, mid-SCRAM, logged in, logged in
+// with a query running). The clients run in a process of their own (the
+// test binary again), as real clients do, so that the proxy's process
+// holds only its own side of each connection. The proxy survives, every
+// client that finished logging in was served, and afterwards its
+// goroutines and file descriptors are back to what they were (give or
+// take the backend connections the storm's queries opened), no backend is
+// left busy, and new clients are served at once.
+func TestBadInputConnectionStorm(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	const n = 10000
+	const poolSize = 20
+	p := startProxy(t, proxyConfig{poolSize: poolSize, edit: func(o *proxy.Options) {
+		o.MaxClientConn = 2 * n
+		// Long enough for thousands of first logins on a cold pool under -race.
+		o.ClientLoginTimeout = 30 * time.Second
+		o.Logger = nil // tens of thousands of lines, even with -v
+	}})
+	// The baseline: the pool has learned the server's parameters.
+	checkProxyServes(t, p)
+	runtime.GC()
+	goroutinesBefore, filesBefore := runtime.NumGoroutine(), openFiles(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d", stormEnv, p.addr, n))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	began := time.Now()
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("storm clients: %v\n%s", err, stderr.String())
 	}
-	// Clients that left with a query sent still have it run, on a fresh
-	// backend each (see TestBadInputClientGoneMidQuery), so the proxy may
-	// take a few seconds to catch up; it must then serve normally.
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, "connected ") {
+		t.Fatalf("storm clients ended without their summary:\n%s\n%s", out, stderr.String())
+	}
+	t.Logf("%d connections opened (all %s) and dropped in %v", n, last, time.Since(began).Round(time.Millisecond))
+	if failed := lines[:len(lines)-1]; len(failed) > 0 {
+		for _, l := range failed[:min(10, len(failed))] {
+			t.Errorf("storm connection: %s", l)
+		}
+		t.Errorf("%d of %d connections failed", len(failed), n)
+	}
+	// Clients that left with a query sent still have it run, so the
+	// proxy may take a moment to catch up; it must then serve normally.
 	stormEnd := time.Now()
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -992,8 +1084,26 @@ func TestBadInputConnectionStorm(t *testing.T) {
 		}
 	}
 	t.Logf("first normal client served %v after the storm", time.Since(stormEnd).Round(time.Millisecond))
-	checkProxyServes(t, p)
 	waitBackendsClean(t)
+
+	// Back to the baseline: each backend connection the storm opened is
+	// one descriptor and one reader goroutine.
+	var goroutines, files int
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		runtime.GC()
+		goroutines, files = runtime.NumGoroutine(), openFiles(t)
+		if goroutines <= goroutinesBefore+poolSize && files <= filesBefore+poolSize {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10s after the storm: %d goroutines (%d before), %d open files (%d before); want at most %d more of each (the pool's backends)",
+				goroutines, goroutinesBefore, files, filesBefore, poolSize)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("after the storm: %d goroutines (%d before), %d open files (%d before)", goroutines, goroutinesBefore, files, filesBefore)
+	checkProxyServes(t, p)
 	// The proxy can take a set of new clients, each served at once.
 	var conns []*rawConn
 	for range 20 {

@@ -29,6 +29,9 @@ import (
 var backend *pgtest.Server
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(stormEnv); spec != "" {
+		os.Exit(stormChild(spec)) // the client side of a connection storm
+	}
 	code := pgtest.Run(m, 1, pgtest.Options{Name: "proxy-e2e"}, func(ctx context.Context, s []*pgtest.Server) error {
 		backend = s[0]
 		if err := backend.CreateUserDB(ctx, "app", "app", "app"); err != nil {
