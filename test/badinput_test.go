@@ -98,15 +98,55 @@ func tableCount(t testing.TB, name string) int64 {
 // app is left running or in a transaction, table holds want rows, and still
 // does after the next client has used the pool's (single) backend: a
 // transaction left open on a pooled backend would be committed by it.
+//
+// It also checks that no backend of app has a transaction open
+// (pg_stat_activity.xact_start), and, through the next client on the
+// pool's backend, that none of the departed client's prepared statements
+// (goneStatements) is left there under its own name, and that the next
+// client can prepare each of those names itself.
 func checkLeftClean(t testing.TB, p *testProxy, table string, want int64) {
 	t.Helper()
 	waitBackendsClean(t)
+	if n, err := backend.QueryInt(context.Background(), "postgres",
+		"SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' AND xact_start IS NOT NULL"); err != nil || n != 0 {
+		t.Errorf("%d backends of app have a transaction open once the client left (%v)", n, err)
+	}
 	if n := tableCount(t, table); n != want {
 		t.Errorf("%s has %d rows once the client left, want %d", table, n, want)
 	}
 	checkProxyServes(t, p)
 	if n := tableCount(t, table); n != want {
 		t.Errorf("%s has %d rows after the next client used the backend, want %d: the departed client's work was left open on a pooled backend and committed by the next client", table, n, want)
+	}
+	checkNoLeftoverStatements(t, p)
+}
+
+// goneStatements are the names of the prepared statements the clients of
+// the client-gone tests make before they vanish.
+var goneStatements = []string{"gone_tx", "gone_pipe_1", "gone_pipe_2", "gone_pipe_3", "gone_copy"}
+
+// checkNoLeftoverStatements logs in as the next client (on a pool of one
+// backend, the departed client's backend) and checks that the backend
+// holds no prepared statement of the client's naming (pgshard's own are
+// named pgshard_...), and that each of goneStatements can be prepared
+// and run again, with another text.
+func checkNoLeftoverStatements(t testing.TB, p *testProxy) {
+	t.Helper()
+	c := loginTrust(t, p)
+	defer c.nc.Close()
+	r := c.query(`SELECT name FROM pg_prepared_statements WHERE name NOT LIKE 'pgshard\_%'`)
+	if r.err != nil || len(r.rows) != 0 {
+		t.Errorf("the next client's backend holds prepared statements %q (%v), want none of the departed client's", r.rows, r.err)
+	}
+	var msgs []pgproto3.FrontendMessage
+	for i, name := range goneStatements {
+		msgs = append(msgs, &pgproto3.Parse{Name: name, Query: fmt.Sprintf("SELECT %d AS again", i)},
+			&pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{})
+	}
+	c.send(append(msgs, &pgproto3.Sync{})...)
+	r = c.readResult()
+	if r.err != nil || len(r.rows) != len(goneStatements) || r.status != 'I' {
+		t.Errorf("the next client preparing the departed client's statement names: rows %q, status %q, err %+v", r.rows, r.status, r.err)
 	}
 }
 
@@ -539,8 +579,8 @@ func TestBadInputClientGoneMidTransaction(t *testing.T) {
 			}},
 			{"extended", func(c *rawConn) {
 				c.query("BEGIN")
-				c.send(&pgproto3.Parse{Query: "INSERT INTO badinput_tx VALUES ($1)"},
-					&pgproto3.Bind{Parameters: [][]byte{[]byte("2")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+				c.send(&pgproto3.Parse{Name: "gone_tx", Query: "INSERT INTO badinput_tx VALUES ($1)"},
+					&pgproto3.Bind{PreparedStatement: "gone_tx", Parameters: [][]byte{[]byte("2")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
 				if r := c.readResult(); r.err != nil || r.status != 'T' {
 					t.Fatalf("INSERT: status %q, err %v", r.status, r.err)
 				}
@@ -596,6 +636,10 @@ func TestBadInputClientGoneMidCopy(t *testing.T) {
 				if tc.inBlock {
 					c.query("BEGIN")
 				}
+				c.send(&pgproto3.Parse{Name: "gone_copy", Query: "SELECT 1"}, &pgproto3.Sync{})
+				if r := c.readResult(); r.err != nil {
+					t.Fatalf("Parse: %+v", r.err)
+				}
 				c.send(&pgproto3.Query{String: "COPY badinput_copy FROM STDIN"})
 				if m := c.receive(); fmt.Sprintf("%T", m) != "*pgproto3.CopyInResponse" {
 					t.Fatalf("got %T %+v, want CopyInResponse", m, m)
@@ -636,8 +680,8 @@ func TestBadInputClientGoneMidPipeline(t *testing.T) {
 	createTestTable(t, "badinput_pipe")
 	insert := func(id string) []pgproto3.FrontendMessage {
 		return []pgproto3.FrontendMessage{
-			&pgproto3.Parse{Query: "INSERT INTO badinput_pipe VALUES ($1)"},
-			&pgproto3.Bind{Parameters: [][]byte{[]byte(id)}},
+			&pgproto3.Parse{Name: "gone_pipe_" + id, Query: "INSERT INTO badinput_pipe VALUES ($1)"},
+			&pgproto3.Bind{PreparedStatement: "gone_pipe_" + id, Parameters: [][]byte{[]byte(id)}},
 			&pgproto3.Execute{},
 		}
 	}
