@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -1157,5 +1158,160 @@ func TestBadInputConnectionStorm(t *testing.T) {
 		if got := c.queryOne("SELECT 1"); got != "1" {
 			t.Fatalf("got %q", got)
 		}
+	}
+}
+
+// waitShardsClean waits until no backend of app on any shard primary is
+// running a statement or has a transaction open, and no shard holds a
+// prepared transaction; it fails the test if that takes over 10s (a
+// two-phase commit cut short is finished by recovery).
+func waitShardsClean(t testing.TB, rc *routingCluster) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var dirty []string
+		for i, s := range rc.shards {
+			busy := directRows(t, s, `SELECT state || coalesce(' since ' || xact_start::text, '') FROM pg_stat_activity
+				WHERE usename = 'app' AND (state <> 'idle' OR xact_start IS NOT NULL)`)
+			xacts := directRows(t, s, "SELECT gid FROM pg_prepared_xacts")
+			if len(busy) > 0 || len(xacts) > 0 {
+				dirty = append(dirty, fmt.Sprintf("s%d: backends %q, prepared transactions %q", i, busy, xacts))
+			}
+		}
+		if len(dirty) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("10s after the client left: %s", strings.Join(dirty, "; "))
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestBadInputClientGoneCrossShard: a client that vanishes inside a
+// transaction that spans shards (after its writes, after one failed, while
+// its COMMIT is being sent, in a pipeline not yet synced) or in a COPY
+// split over the shards leaves every shard rolled back (or, once COMMIT
+// was sent, committed on all or none), no backend in a transaction, and no
+// prepared transaction; the next client is served.
+func TestBadInputClientGoneCrossShard(t *testing.T) {
+	rc := routingServers(t)
+	checkNoGoroutineLeak(t)
+	p := startRoutingProxy(t, rc, routingOptions{noNotices: true})
+	keys := rc.intKeys(t, usersRule, 8000, 1) // one key per shard
+	insert := func(shard int) string {
+		return fmt.Sprintf("INSERT INTO users (id, name) VALUES (%d, 'gone')", keys[shard][0])
+	}
+	login := func() *rawConn {
+		c := dialRaw(t, p.addr)
+		c.startup(proto30, map[string]string{"user": "trustuser", "database": "app"})
+		c.finishLogin()
+		return c
+	}
+	mustQuery := func(c *rawConn, sql string, status byte) {
+		t.Helper()
+		if r := c.query(sql); r.err != nil || r.status != status {
+			t.Fatalf("%s: status %q, err %+v", sql, r.status, r.err)
+		}
+	}
+	rows := func() []string {
+		var all []string
+		for _, r := range rc.onShards(t, "SELECT id::text FROM users") {
+			all = append(all, r...)
+		}
+		return all
+	}
+	for _, tc := range []struct {
+		name string
+		run  func(c *rawConn)
+		// committed: the rows may be all there (COMMIT was sent); else none.
+		committed bool
+	}{
+		{"after-writes", func(c *rawConn) {
+			mustQuery(c, "BEGIN", 'T')
+			for s := range keys {
+				mustQuery(c, insert(s), 'T')
+			}
+		}, false},
+		{"after-a-failure", func(c *rawConn) {
+			mustQuery(c, "BEGIN", 'T')
+			mustQuery(c, insert(0), 'T')
+			mustQuery(c, insert(1), 'T')
+			if r := c.query(fmt.Sprintf("SELECT 1/0 FROM users WHERE id = %d", keys[2][0])); r.err == nil || r.status != 'E' {
+				t.Fatalf("1/0: status %q, err %+v", r.status, r.err)
+			}
+		}, false},
+		{"commit-sent", func(c *rawConn) {
+			mustQuery(c, "BEGIN", 'T')
+			mustQuery(c, insert(0), 'T')
+			mustQuery(c, insert(2), 'T')
+			c.send(&pgproto3.Query{String: "COMMIT"})
+		}, true},
+		{"pipeline-unsynced", func(c *rawConn) {
+			mustQuery(c, "BEGIN", 'T')
+			mustQuery(c, insert(1), 'T')
+			c.send(&pgproto3.Parse{Name: "gone_x", Query: "INSERT INTO users (id, name) VALUES ($1, 'gone')"},
+				&pgproto3.Bind{PreparedStatement: "gone_x", Parameters: [][]byte{[]byte(strconv.Itoa(keys[0][0]))}},
+				&pgproto3.Execute{}, &pgproto3.Flush{})
+			time.Sleep(100 * time.Millisecond)
+		}, false},
+		{"mid-copy", func(c *rawConn) {
+			c.send(&pgproto3.Query{String: "COPY users (id, name) FROM STDIN"})
+			if m := c.receive(); fmt.Sprintf("%T", m) != "*pgproto3.CopyInResponse" {
+				t.Fatalf("got %T %+v, want CopyInResponse", m, m)
+			}
+			var b strings.Builder
+			for s := range keys {
+				fmt.Fprintf(&b, "%d\tgone\n", keys[s][0])
+			}
+			c.send(&pgproto3.CopyData{Data: []byte(b.String())})
+			time.Sleep(100 * time.Millisecond)
+		}, false},
+		{"mid-copy-in-transaction", func(c *rawConn) {
+			mustQuery(c, "BEGIN", 'T')
+			mustQuery(c, insert(2), 'T')
+			c.send(&pgproto3.Query{String: "COPY users (id, name) FROM STDIN"})
+			if m := c.receive(); fmt.Sprintf("%T", m) != "*pgproto3.CopyInResponse" {
+				t.Fatalf("got %T %+v, want CopyInResponse", m, m)
+			}
+			c.send(&pgproto3.CopyData{Data: []byte(fmt.Sprintf("%d\tgone\n%d\tgone\n", keys[0][0], keys[1][0]))})
+			time.Sleep(100 * time.Millisecond)
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc.truncate(t, "users")
+			c := login()
+			tc.run(c)
+			c.nc.Close()
+			waitShardsClean(t, rc)
+			got := rows()
+			if tc.committed {
+				t.Logf("COMMIT sent, client gone: %d of 2 rows committed", len(got))
+			}
+			if len(got) != 0 && !(tc.committed && len(got) == 2) {
+				t.Errorf("rows on the shards once the client left: %q; want none%s", got,
+					map[bool]string{true: " or both", false: ""}[tc.committed])
+			}
+			// The next client, on the same pools, commits nothing of the
+			// departed client's and gets its statement name.
+			c2 := login()
+			mustQuery(c2, "BEGIN", 'T')
+			for s := range keys {
+				if r := c2.query(fmt.Sprintf("SELECT count(*) FROM users WHERE id = %d", keys[s][0])); r.err != nil {
+					t.Fatalf("next client: %+v", r.err)
+				}
+			}
+			mustQuery(c2, "COMMIT", 'I')
+			c2.send(&pgproto3.Parse{Name: "gone_x", Query: "SELECT 1"}, &pgproto3.Bind{PreparedStatement: "gone_x"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			if r := c2.readResult(); r.err != nil {
+				t.Errorf("next client preparing gone_x: %+v", r.err)
+			}
+			c2.nc.Close()
+			if again := rows(); !slices.Equal(again, got) {
+				t.Errorf("rows after the next client: %q, before %q", again, got)
+			}
+			waitShardsClean(t, rc)
+		})
 	}
 }
