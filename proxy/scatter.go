@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -428,16 +429,16 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 			drainParts(parts)
 		}
 		for _, p := range parts {
-			if p.c == nil {
-				lost = true
-				continue
-			}
-			p.c.sink.Store(nil)
 			select {
 			case <-p.sink.quit:
 			default:
 				close(p.sink.quit)
 			}
+			if p.c == nil {
+				lost = true
+				continue
+			}
+			p.c.sink.Store(nil)
 			switch {
 			case inTx:
 				s.parkPart(p)
@@ -515,6 +516,14 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 func (s *session) partPrologue(p *scatterPart, atomic bool) []byte {
 	c := p.c
 	c.sink.Store(p.sink)
+	if c.closed.Load() {
+		// The connection died while it waited (parked in the client's
+		// transaction, or idle in the pool) and its reader, gone, told no
+		// sink: tell this one, as the reader would have. (A reader that
+		// ends after the Store above tells it itself; the part ignores a
+		// second loss.)
+		go p.sink.lost(c, net.ErrClosed)
+	}
 	var b []byte
 	if set := s.paramsSQL(c); set != "" {
 		b = appendQuery(b, set)
