@@ -7,11 +7,14 @@
 GO          ?= go
 BIN         := bin/pgshard
 FUZZTIME    ?= 30s
+DURATION    ?= 10m
+CLIENTS     ?= 200
+THINK       ?= 50ms
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@latest
 
 export GO FUZZTIME
 
-.PHONY: build test test-race vet fmt-check demo postgres bench fuzz lint fmt image
+.PHONY: build test test-race vet fmt-check demo postgres bench fuzz soak lint fmt image
 
 ## build: the pgshard binary, in bin/
 build:
@@ -47,6 +50,10 @@ bench:
 ## fuzz: every Fuzz target for FUZZTIME (default 30s) each
 fuzz:
 	@bash scripts/fuzz.sh
+
+## soak: CLIENTS clients (default 200) through the pgshard binary for DURATION (default 10m) while shards restart; prints a report
+soak:
+	$(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./test/ -args -soak.duration=$(DURATION) -soak.clients=$(CLIENTS) -soak.think=$(THINK)
 
 ## lint: vet, gofmt, and staticcheck when it can be fetched
 lint: vet fmt-check

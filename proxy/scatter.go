@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -434,6 +435,11 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 			drainParts(parts)
 		}
 		for _, p := range parts {
+			select {
+			case <-p.sink.quit:
+			default:
+				close(p.sink.quit)
+			}
 			if p.c == nil {
 				lost = true
 				continue
@@ -442,11 +448,6 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 				p.c.nc.SetReadDeadline(time.Time{})
 			}
 			p.c.sink.Store(nil)
-			select {
-			case <-p.sink.quit:
-			default:
-				close(p.sink.quit)
-			}
 			switch {
 			case inTx:
 				s.parkPart(p)
@@ -529,6 +530,14 @@ func (s *session) scatterRun(d decision, extended bool, merge gatherKind, format
 func (s *session) partPrologue(p *scatterPart, atomic bool) []byte {
 	c := p.c
 	c.sink.Store(p.sink)
+	if c.closed.Load() {
+		// The connection died while it waited (parked in the client's
+		// transaction, or idle in the pool) and its reader, gone, told no
+		// sink: tell this one, as the reader would have. (A reader that
+		// ends after the Store above tells it itself; the part ignores a
+		// second loss.)
+		go p.sink.lost(c, net.ErrClosed)
+	}
 	var b []byte
 	if set := s.paramsSQL(c); set != "" {
 		b = appendQuery(b, set)

@@ -86,7 +86,7 @@ type session struct {
 	// deferred are the backend halves of Parse messages that arrived while
 	// no backend was held: they go to whichever backend the next message
 	// needs, ahead of it.
-	deferred []func(c *serverConn) error
+	deferred []deferredParse
 	// lastCommit is, by shard, when the client's last write there was
 	// known committed (reads on that shard's replicas must not miss it).
 	lastCommit map[int]time.Time
@@ -178,6 +178,13 @@ type clientStmt struct {
 	query string
 	types []byte // the Parse message's parameter type section
 	class parser.Statement
+}
+
+// deferredParse is the backend half of a Parse waiting for a backend;
+// cs is the client statement it creates, nil for the unnamed one.
+type deferredParse struct {
+	send func(c *serverConn) error
+	cs   *clientStmt
 }
 
 // unparsed is a client statement name whose Parse did not happen.
@@ -421,6 +428,15 @@ func (s *session) replyError(typ byte, err error) {
 	if len(s.deferred) > 0 {
 		// Parses before the failed message happened first.
 		if _, aerr := s.attachAny(); aerr != nil {
+			// They never reach a server: the statements they were to
+			// create do not exist, as after a failed Parse.
+			s.mu.Lock()
+			for _, d := range s.deferred {
+				if d.cs != nil {
+					s.unparsed = append(s.unparsed, unparsed{name: d.cs.name, cs: d.cs})
+				}
+			}
+			s.mu.Unlock()
 			s.deferred = nil
 		}
 	}
@@ -967,7 +983,7 @@ func (s *session) parse(body []byte) error {
 		if s.parseAhead(class) {
 			return nil
 		}
-		if s.deferParse(send) {
+		if s.deferParse(send, nil) {
 			return nil
 		}
 		c, err := s.attach()
@@ -995,7 +1011,7 @@ func (s *session) parse(body []byte) error {
 		}
 		return s.prepare(c, st, false)
 	}
-	if s.parseAhead(class) || s.deferParse(send) {
+	if s.parseAhead(class) || s.deferParse(send, st) {
 		s.stmts[st.name] = st
 		return nil
 	}
@@ -1778,6 +1794,10 @@ func (s *session) backendLost(c *serverConn, cause error) {
 		case !errored:
 			out = appendErrorResponse(out, perr)
 			errored, told = true, true
+		}
+		if e.cs != nil {
+			// A Parse the server never answered created nothing.
+			s.unparsed = append(s.unparsed, unparsed{name: e.cname, cs: e.cs})
 		}
 		s.q.pop()
 	}

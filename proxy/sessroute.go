@@ -178,7 +178,7 @@ func (s *session) attachBound(bind bool) (*serverConn, error) {
 	for len(s.deferred) > 0 {
 		d := s.deferred[0]
 		s.deferred = s.deferred[1:]
-		if err := d(c); err != nil {
+		if err := d.send(c); err != nil {
 			return nil, err
 		}
 	}
@@ -764,14 +764,14 @@ func (s *session) routeBind(st *clientStmt, portal, params []byte) (*serverConn,
 
 // deferParse records the backend half of a Parse for later, when no
 // backend is held, so that it goes where the statement will run.
-func (s *session) deferParse(fn func(c *serverConn) error) bool {
+func (s *session) deferParse(fn func(c *serverConn) error, cs *clientStmt) bool {
 	if s.rt == nil {
 		return false
 	}
 	if s.attached() {
 		return false
 	}
-	s.deferred = append(s.deferred, fn)
+	s.deferred = append(s.deferred, deferredParse{send: fn, cs: cs})
 	return true
 }
 

@@ -451,3 +451,49 @@ func TestCrossShardCancel(t *testing.T) {
 		}
 	}
 }
+
+// TestCrossShardParkedBackendDies: a backend that dies while it waits,
+// parked, in a transaction that spans shards (its server restarted, or an
+// administrator ended it) fails the client's next statement on those
+// shards with 08006 instead of hanging it; the transaction then rolls
+// back everywhere and the session goes on. The soak found the hang: a
+// statement scattered to every shard waited forever for the dead
+// backend's reply.
+func TestCrossShardParkedBackendDies(t *testing.T) {
+	rc := routingServers(t)
+	checkNoGoroutineLeak(t)
+	rc.truncate(t, "users")
+	p := startRoutingProxy(t, rc, routingOptions{noNotices: true})
+	keys := rc.intKeys(t, usersRule, 3000, 1)
+	k0, k1 := keys[0][0], keys[1][0]
+	ctx := t.Context()
+	for _, mode := range []pgx.QueryExecMode{simple, pgx.QueryExecModeCacheStatement} {
+		t.Run(modeName(mode), func(t *testing.T) {
+			c := connectRouted(t, p)
+			c.mustRun(t, simple, "BEGIN")
+			c.mustRun(t, mode, "INSERT INTO users (id, name) VALUES ($1, 'a')", k0)
+			c.mustRun(t, mode, "INSERT INTO users (id, name) VALUES ($1, 'b')", k1)
+			// The transaction holds a backend on s1 (the client's now) and
+			// one parked on s0; s0's goes.
+			pid, err := rc.shards[0].QueryInt(ctx, "postgres",
+				"SELECT pid FROM pg_stat_activity WHERE usename = 'app' AND state = 'idle in transaction'")
+			if err != nil {
+				t.Fatalf("the transaction's backend on s0: %v", err)
+			}
+			if err := rc.shards[0].Exec(ctx, "postgres", "SELECT pg_terminate_backend($1, 5000)", pid); err != nil {
+				t.Fatal(err)
+			}
+			// pgshard reads the backend's FATAL and its end on its own; give
+			// it the moment it takes, so the statement below finds the
+			// backend gone rather than racing with its end (either way it
+			// must fail).
+			time.Sleep(200 * time.Millisecond)
+			c.mustFail(t, "08006", mode, "SELECT count(*) FROM users")
+			r := c.mustRun(t, simple, "COMMIT")
+			r.wantTag(t, "ROLLBACK")
+			c.checkUsable(t)
+			rc.checkShardRows(t, [][]string{nil, nil, nil}, "SELECT id FROM users")
+			rc.noPrepared(t)
+		})
+	}
+}

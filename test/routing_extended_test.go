@@ -6,12 +6,15 @@ package test
 // client sees on the wire for the message sequences drivers use.
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -302,4 +305,55 @@ func checkWire(t testing.TB, name string, got []string, want ...string) {
 	if !slices.Equal(got, want) {
 		t.Errorf("%s: the client got\n  %q\nwant\n  %q", name, got, want)
 	}
+}
+
+// TestRoutingPreparedWhileShardDown: a prepared statement whose Parse
+// fails because its shard is down (pgshard held the Parse back until the
+// Bind named the shard) does not exist afterwards, as after any failed
+// Parse: pgx prepares it again once the shard is back, and that must not
+// fail with 42P05 "already exists". The soak found every pgx client in
+// the default mode stuck on 42P05 after a shard restart.
+func TestRoutingPreparedWhileShardDown(t *testing.T) {
+	rc := routingServers(t)
+	checkNoGoroutineLeak(t)
+	p := startRoutingProxy(t, rc, routingOptions{noNotices: true})
+	keys := rc.intKeys(t, usersRule, 4000, 1)
+	k1 := keys[1][0]
+	c := connectRouted(t, p)
+	const query = "SELECT count(*) FROM users WHERE id = $1"
+	c.mustRun(t, pgx.QueryExecModeExec, "SELECT 1") // logged in, idle: no backend held
+	if err := rc.shards[1].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			if err := rc.shards[1].Restart(context.Background()); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	_, err := c.run(pgx.QueryExecModeCacheStatement, query, k1)
+	if code := sqlstate(err); code != "08006" {
+		t.Fatalf("%s with s1 down: %v (SQLSTATE %q), want 08006", query, err, code)
+	}
+	if err := rc.shards[1].Restart(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	// Until pgshard's health check sees s1 back, the statement fails with
+	// 08006 again; then it must run.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r, err := c.run(pgx.QueryExecModeCacheStatement, query, k1)
+		if err == nil {
+			r.wantRows(t, "0")
+			break
+		}
+		if code := sqlstate(err); code != "08006" || time.Now().After(deadline) {
+			t.Fatalf("%s once s1 is back: %v (SQLSTATE %q)", query, err, code)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.checkUsable(t)
 }
