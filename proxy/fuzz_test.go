@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -394,4 +396,73 @@ func TestSessionMalformedMessages(t *testing.T) {
 			t.Errorf("%q: reply %q, want a FATAL %s", tc.in, reply, tc.code)
 		}
 	}
+}
+
+// FuzzLogin sends arbitrary bytes as the authentication exchange of a
+// SCRAM-SHA-256 user, an md5 user and a user that does not exist (whose
+// exchange pgshard plays out with a mock verifier). Without the password
+// the login must never succeed; the proxy must end it with a FATAL error
+// of class 28 (or 08P01 for a malformed message) and close the
+// connection within the deadline.
+func FuzzLogin(f *testing.F) {
+	sasl := func(mech, data string) []byte {
+		return encode(&pgproto3.SASLInitialResponse{AuthMechanism: mech, Data: []byte(data)})
+	}
+	f.Add(uint8(0), sasl("SCRAM-SHA-256", "n,,n=,r=fyko+d2lbbFgONRv9qkxdawL"))
+	f.Add(uint8(0), append(sasl("SCRAM-SHA-256", "n,,n=u,r=abc"), encode(&pgproto3.SASLResponse{Data: []byte("c=biws,r=abc,p=AAAA")})...))
+	f.Add(uint8(0), sasl("SCRAM-SHA-256-PLUS", "p=tls-server-end-point,,n=,r=abc"))
+	f.Add(uint8(0), sasl("SCRAM-SHA-256", "y,,n=,r=abc"))
+	f.Add(uint8(0), sasl("", ""))
+	f.Add(uint8(0), encode(&pgproto3.PasswordMessage{Password: "secret"}))
+	f.Add(uint8(1), encode(&pgproto3.PasswordMessage{Password: "md5" + strings.Repeat("0", 32)}))
+	f.Add(uint8(1), sasl("SCRAM-SHA-256", "n,,n=,r=abc"))
+	f.Add(uint8(2), sasl("SCRAM-SHA-256", "n,,n=,r=abc"))
+	f.Add(uint8(2), []byte{'p', 0x7f, 0xff, 0xff, 0xff})
+	f.Add(uint8(0), []byte{'p', 0, 0, 0, 4})
+	fb := startFakeBackend(f)
+	addr := serveProxy(f, Options{
+		PoolMode: PoolTransaction,
+		Users: []User{
+			{Name: "s", Password: "secret", Auth: AuthSCRAM},
+			{Name: "m", Password: "secret", Auth: AuthMD5},
+		},
+		Databases: []Database{{Name: "db", BackendUser: "s", PoolSize: 1,
+			Shards: []Shard{{Name: "s0", Primary: fb.url()}}}},
+	})
+	// With the password, both log in.
+	for _, u := range []string{"s", "m"} {
+		ctx, cancel := context.WithTimeout(context.Background(), fuzzDeadline)
+		conn, err := pgconn.Connect(ctx, "postgres://"+u+":secret@"+addr+"/db?sslmode=disable")
+		cancel()
+		if err != nil {
+			f.Fatalf("user %s with the password: %v", u, err)
+		}
+		conn.Close(context.Background())
+	}
+	limit := 0
+	f.Fuzz(func(t *testing.T, user uint8, data []byte) {
+		name := []string{"s", "m", "nobody"}[user%3]
+		reply, cut := send(t, addr, startupBytes("user", name, "database", "db"), data)
+		checkReply(t, data, reply, cut)
+		fe := pgproto3.NewFrontend(bytes.NewReader(reply), io.Discard)
+		for {
+			m, err := fe.Receive()
+			if err != nil {
+				break
+			}
+			switch m := m.(type) {
+			case *pgproto3.AuthenticationOk, *pgproto3.ReadyForQuery:
+				t.Fatalf("user %s logged in without the password with %q", name, data)
+			case *pgproto3.ErrorResponse:
+				if !strings.HasPrefix(m.Code, "28") && m.Code != "08P01" && m.Code != "0A000" {
+					t.Fatalf("login of %s failed with SQLSTATE %s (%s)", name, m.Code, m.Message)
+				}
+			}
+		}
+		if limit == 0 {
+			settle(t, 1<<30)
+			limit = runtime.NumGoroutine() + goroutineSlack
+		}
+		settle(t, limit)
+	})
 }

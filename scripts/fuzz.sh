@@ -19,12 +19,18 @@
 # goroutine's stack, and the input is saved too.
 #
 # FUZZ, a regular expression, picks targets by name (default: all).
+# Run one by hand with the same limits: FUZZ=FuzzSession make fuzz.
 set -euo pipefail
 GO=${GO:-go}
 FUZZTIME=${FUZZTIME:-30s}
 FUZZPARALLEL=${FUZZPARALLEL:-2}
 FUZZMEM=${FUZZMEM:-1024}
 FUZZ=${FUZZ:-.}
+# Minimizing an input can outlast -fuzztime, and go test then reports the
+# worker it stops as a crash ("hung or terminated unexpectedly while
+# minimizing"). Off by default: a failing input is saved as it is; set
+# FUZZMINIMIZETIME=60s to have it made smaller.
+FUZZMINIMIZETIME=${FUZZMINIMIZETIME:-0s}
 
 # go test -list prints a package's matching names, then its "ok" line.
 targets=$("$GO" test -list '^Fuzz' ./... |
@@ -85,7 +91,8 @@ report=$(mktemp)
 trap 'rm -f "$report"' EXIT
 while read -r pkg name; do
 	echo "--- fuzz: $pkg $name for $FUZZTIME ($FUZZPARALLEL workers, $FUZZMEM MiB each)"
-	"$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -parallel "$FUZZPARALLEL" -timeout "$timeout" "$pkg" &
+	"$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime "$FUZZMINIMIZETIME" \
+		-parallel "$FUZZPARALLEL" -timeout "$timeout" "$pkg" &
 	pid=$!
 	watch "$pid" "$report" &
 	watcher=$!
