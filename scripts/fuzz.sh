@@ -5,8 +5,8 @@
 # testdata/fuzz/<Target>/ (commit it once fixed: it becomes a regression
 # input that plain go test runs).
 #
-# Memory: go test -fuzz runs each input in worker processes, children of
-# the test binary. A watchdog reads the resident set size of every test
+# Memory: the test binary, built once a package with go test -c -fuzz, runs
+# each input in worker processes, its children. A watchdog reads the resident set size of every test
 # binary process under the run every 200ms and kills one that grows past
 # FUZZMEM MiB (default 1024) with SIGABRT; the coordinator then reports the
 # worker as crashed and saves the input it was running, so the run fails
@@ -87,12 +87,25 @@ watch() {
 	done
 }
 
-report=$(mktemp)
-trap 'rm -f "$report"' EXIT
+work=$(mktemp -d)
+report=$work/report
+trap 'rm -rf "$work"' EXIT
+cache=$("$GO" env GOCACHE)/fuzz
+built=
 while read -r pkg name; do
+	# One instrumented test binary a package (go test -fuzz would link
+	# one a target), run from the package's directory, where it finds and
+	# saves testdata/fuzz, with go test's corpus cache.
+	bin=$work/$(basename "$pkg").test
+	if [ "$built" != "$pkg" ]; then
+		"$GO" test -c -fuzz "^${name}\$" -o "$bin" "$pkg"
+		dir=$("$GO" list -f '{{.Dir}}' "$pkg")
+		built=$pkg
+	fi
 	echo "--- fuzz: $pkg $name for $FUZZTIME ($FUZZPARALLEL workers, $FUZZMEM MiB each)"
-	"$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime "$FUZZMINIMIZETIME" \
-		-parallel "$FUZZPARALLEL" -timeout "$timeout" "$pkg" &
+	(cd "$dir" && exec "$bin" -test.run '^$' -test.fuzz "^${name}\$" -test.fuzztime "$FUZZTIME" \
+		-test.fuzzminimizetime "$FUZZMINIMIZETIME" -test.parallel "$FUZZPARALLEL" -test.timeout "$timeout" \
+		-test.fuzzcachedir "$cache/$pkg") &
 	pid=$!
 	watch "$pid" "$report" &
 	watcher=$!
@@ -100,10 +113,12 @@ while read -r pkg name; do
 	wait "$pid" || status=$?
 	wait "$watcher" || true
 	if [ -s "$report" ]; then
-		echo "fuzz: $pkg $name: over the memory limit; the input is saved under testdata/fuzz/$name if go test got that far" >&2
+		echo "fuzz: $pkg $name: over the memory limit; the input is saved under testdata/fuzz/$name" >&2
 		exit 1
 	fi
 	if [ "$status" -ne 0 ]; then
+		echo "fuzz: $pkg $name failed; rerun the input with go test -run '$name/<file>' $pkg" >&2
 		exit "$status"
 	fi
+	echo "ok   fuzz: $pkg $name"
 done <<<"$targets"
