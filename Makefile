@@ -4,15 +4,17 @@
 # place, test/pgtest: $PG_BINDIR when set, else a real postgres on PATH, else
 # the newest /usr/lib/postgresql/*/bin. Set PG_BINDIR to pick a version.
 
-GO          ?= go
-BIN         := bin/pgshard
-FUZZTIME    ?= 30s
-DURATION    ?= 10m
-CLIENTS     ?= 200
-THINK       ?= 50ms
-STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@latest
+GO           ?= go
+BIN          := bin/pgshard
+FUZZTIME     ?= 30s
+FUZZMEM      ?= 1024
+FUZZPARALLEL ?= 2
+DURATION     ?= 10m
+CLIENTS      ?= 200
+THINK        ?= 50ms
+STATICCHECK  ?= honnef.co/go/tools/cmd/staticcheck@latest
 
-export GO FUZZTIME
+export GO FUZZTIME FUZZMEM FUZZPARALLEL
 
 .PHONY: build test test-race vet fmt-check demo postgres bench fuzz soak lint fmt image
 
@@ -47,7 +49,7 @@ postgres:
 bench:
 	$(GO) run ./test/bench
 
-## fuzz: every Fuzz target for FUZZTIME (default 30s) each
+## fuzz: every Fuzz target for FUZZTIME (default 30s) each, FUZZPARALLEL workers, FUZZMEM MiB of RSS per process (FUZZ=regexp picks targets)
 fuzz:
 	@bash scripts/fuzz.sh
 

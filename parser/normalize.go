@@ -19,10 +19,11 @@ import "strings"
 // WHEN, THEN, ELSE, LIMIT, OFFSET, RETURNING). Not replaced: literals
 // after '-' (the grammar folds -5 into a constant, not -$1), numbers in
 // ORDER BY, GROUP BY and PARTITION BY lists (positions, not values),
-// numbers followed by letters, typed literals (interval '1 day'),
-// E'...', U&'...', B'...', X'...' and N'...' strings, and dollar-quoted
-// ones. A text whose normalized form does not parse is analysed as it is
-// (see Cache).
+// numbers followed by letters, numbers right inside ANY(, ALL( or SOME(
+// (PostgreSQL wants an array there; ANY($1) would take one), typed
+// literals (interval '1 day'), E'...', U&'...', B'...', X'...' and N'...'
+// strings, and dollar-quoted ones. A text whose normalized form does not
+// parse is analysed as it is (see Cache).
 func Normalize(dst []byte, lits []string, sql string) ([]byte, []string, bool) {
 	lx := lexer{src: sql}
 	s := sql
@@ -32,6 +33,8 @@ func Normalize(dst []byte, lits []string, sql string) ([]byte, []string, bool) {
 		prevOther = iota
 		prevOp    // an operator, '(', ',', '[' or a listed keyword
 		prevMinus
+		prevQuant // ANY, ALL or SOME
+		prevArray // '(' after ANY, ALL or SOME: a string there is an array
 	)
 	prev := prevOp
 	depth, byDepth := 0, -1 // byDepth: the depth of an open ORDER/GROUP BY list
@@ -50,7 +53,7 @@ func Normalize(dst []byte, lits []string, sql string) ([]byte, []string, bool) {
 			continue
 		case c == '\'':
 			lx.skipQuoted('\'', false)
-			if prev == prevOp && lx.pos-begin >= 2 && s[lx.pos-1] == '\'' {
+			if (prev == prevOp || prev == prevArray) && lx.pos-begin >= 2 && s[lx.pos-1] == '\'' {
 				val := s[begin+1 : lx.pos-1]
 				if strings.Contains(val, "''") {
 					val = strings.ReplaceAll(val, "''", "'")
@@ -110,6 +113,8 @@ func Normalize(dst []byte, lits []string, sql string) ([]byte, []string, bool) {
 			case strings.EqualFold(w, "by"):
 				byDepth = depth
 				prev = prevOther
+			case strings.EqualFold(w, "any") || strings.EqualFold(w, "all") || strings.EqualFold(w, "some"):
+				prev = prevQuant
 			default:
 				prev = prevOther
 			}
@@ -118,7 +123,12 @@ func Normalize(dst []byte, lits []string, sql string) ([]byte, []string, bool) {
 				depth++
 			}
 			lx.pos++
-			if c != '(' || prev != prevMinus {
+			switch {
+			case c == '(' && (prev == prevQuant || prev == prevArray):
+				// ANY($1) takes an array: a number there, which
+				// PostgreSQL refuses, must stay one.
+				prev = prevArray
+			case c != '(' || prev != prevMinus:
 				prev = prevOp // -(5) is folded like -5
 			}
 		case c == ')' || c == ']':

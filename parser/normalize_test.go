@@ -25,6 +25,7 @@ func TestNormalize(t *testing.T) {
 		{"SELECT interval '1 day', date '2025-01-01', x'1F', b'101', n'x', U&'d\\0061t' FROM t", "", nil},
 		{"SELECT -1, - 2, 0x1F, 1abc FROM t", "", nil},
 		{"SELECT * FROM t WHERE ts AT TIME ZONE 'UTC' > now()", "", nil},
+		{"SELECT * FROM t WHERE a = ANY(5) OR b = all ((6)) OR c = SOME('{7}')", "SELECT * FROM t WHERE a = ANY(5) OR b = all ((6)) OR c = SOME($1)", []string{"{7}"}},
 		// Dollar quotes, parameters of its own, no literal at all.
 		{"SELECT $$a 'b' 1$$", "", nil},
 		{"SELECT $tag$ 1 $tag$ FROM t WHERE a = 1", "SELECT $tag$ 1 $tag$ FROM t WHERE a = $1", []string{"1"}},

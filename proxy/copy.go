@@ -122,6 +122,13 @@ func (s *session) copyInStart(d decision, body []byte) error {
 		case m.typ == 'E':
 			ci.abort(parseServerError(m.body))
 			return ci.finish()
+		case m.typ == 'Z':
+			// The shard ended the statement without a CopyInResponse:
+			// waiting for one would wait for ever.
+			p.end(m)
+			ci.abort(&pgError{Severity: "ERROR", Code: codeProtocolViolation,
+				Message: fmt.Sprintf("shard %s answered COPY FROM STDIN without starting the copy", m.c.p.shard)})
+			return ci.finish()
 		case m.typ == 'G':
 			p.tag = "G"
 			ready++

@@ -109,6 +109,14 @@ func (s *session) detachHeld(p *backendPool, parkFailed bool) error {
 		s.q.push(entry{kind: eSync, swallow: true})
 		s.write(c, msgSync)
 	}
+	if b := s.q.back(); b != nil && b.kind == eFake && !isMarker(b) {
+		// A reply of the proxy's own waits for a backend reply that
+		// nothing asked for yet (an error in a batch no endBatch
+		// ended): a no-op Close makes one, as endBatch does.
+		s.q.push(entry{kind: eClose, swallow: true})
+		s.write(c, msgTickClose)
+		s.write(c, msgFlush)
+	}
 	var wait chan struct{}
 	if s.q.len() > 0 {
 		wait = make(chan struct{})

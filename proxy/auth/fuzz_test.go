@@ -206,3 +206,101 @@ func FuzzCheckMD5(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSCRAMExchange runs whole exchanges in which any step may be the
+// fuzzer's: the client-first-message, the client-final-message (else the
+// one an honest client computes for the server's first message), and
+// messages after the end or out of order. Exactly the exchanges whose
+// final message carries the proof of the password succeed; every failure
+// is ErrProtocol or ErrAuthFailed, and a server is done after its first
+// failure.
+func FuzzSCRAMExchange(f *testing.F) {
+	f.Add(uint8(0), []byte("n,,n=,r=fyko+d2lbbFgONRv9qkxdawL"), []byte("c=biws,r=x,p=x"), []byte(""))
+	f.Add(uint8(1), []byte("n,,n=,r=abc"), []byte("c=biws,r=abc,p="), []byte("n,,n=,r=abc"))
+	f.Add(uint8(2), []byte("y,,n=u,r=abc"), []byte(""), []byte("c=biws"))
+	f.Add(uint8(7), []byte("n,a=x,n=,r=a,ext=1"), []byte("c=eSws,r=a"), []byte("\x00"))
+	v := mustParse(f, "x", pgSCRAMSecret)
+	f.Fuzz(func(t *testing.T, mode uint8, first, final, extra []byte) {
+		ok := mode&8 == 0 // a known user, else a mock exchange
+		verifier := v
+		if !ok {
+			verifier = MockVerifier("x")
+		}
+		s := newSCRAMServer(verifier, ok, testRand())
+		c := newClient("secret")
+		if mode&4 != 0 {
+			// Out of order: a final message before the first fails the
+			// exchange for good.
+			if _, err := s.ClientFinal(final); !errors.Is(err, ErrProtocol) {
+				t.Fatalf("ClientFinal(%q) first: %v, want ErrProtocol", final, err)
+			}
+			if _, err := s.ClientFirst(c.first()); !errors.Is(err, ErrProtocol) {
+				t.Fatalf("ClientFirst after a failure: %v, want ErrProtocol", err)
+			}
+			return
+		}
+		msg := c.first()
+		if mode&1 != 0 {
+			msg = first
+			if len(first) >= 3 {
+				c.gs2, c.nonce = "", ""
+				c.bare = ""
+			}
+		}
+		sf, err := s.ClientFirst(msg)
+		if err != nil {
+			if !errors.Is(err, ErrProtocol) {
+				t.Fatalf("ClientFirst(%q): %v, want ErrProtocol", msg, err)
+			}
+			if _, err := s.ClientFinal(final); !errors.Is(err, ErrProtocol) {
+				t.Fatalf("ClientFinal after a failed ClientFirst: %v, want ErrProtocol", err)
+			}
+			return
+		}
+		honest := mode&2 == 0
+		send := final
+		if honest {
+			// The proof for what was sent: the client's own bare message,
+			// or the fuzzer's after its GS2 header.
+			if mode&1 != 0 {
+				c.gs2, c.bare = string(msg[:3]), string(msg[3:])
+				if i := bytes.IndexByte(msg, ','); i >= 0 {
+					if j := bytes.IndexByte(msg[i+1:], ','); j >= 0 {
+						c.gs2, c.bare = string(msg[:i+j+2]), string(msg[i+j+2:])
+					}
+				}
+			}
+			if send, err = c.final(sf); err != nil {
+				t.Fatalf("ClientFirst(%q) = %q, which a client cannot answer: %v", msg, sf, err)
+			}
+		}
+		serverFinal, err := s.ClientFinal(send)
+		switch {
+		case err == nil && !ok:
+			t.Fatalf("a mock exchange accepted %q then %q", msg, send)
+		case err == nil:
+			if !honest {
+				// The fuzzer found the proof: only the client's own
+				// message can carry it.
+				cc := *c
+				if w, ferr := cc.final(sf); ferr != nil || !bytes.Equal(w, send) {
+					t.Fatalf("ClientFinal accepted %q, not the honest client's message", send)
+				}
+			}
+			if err := c.verify(serverFinal); err != nil {
+				t.Fatal(err)
+			}
+		case honest && ok:
+			t.Fatalf("the honest exchange %q, %q failed: %v", msg, send, err)
+		case errors.Is(err, ErrProtocol) == errors.Is(err, ErrAuthFailed):
+			t.Fatalf("ClientFinal(%q): %v, want exactly one of ErrProtocol and ErrAuthFailed", send, err)
+		}
+		// Whatever comes after the end is refused.
+		if _, err := s.ClientFirst(extra); !errors.Is(err, ErrProtocol) {
+			t.Fatalf("ClientFirst(%q) after the end: %v, want ErrProtocol", extra, err)
+		}
+		if _, err := s.ClientFinal(extra); !errors.Is(err, ErrProtocol) {
+			t.Fatalf("ClientFinal(%q) after the end: %v, want ErrProtocol", extra, err)
+		}
+	})
+}
