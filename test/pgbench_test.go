@@ -120,6 +120,9 @@ func TestPgbench(t *testing.T) {
 	for _, pm := range []proxyConfig{{mode: proxy.PoolTransaction, poolSize: 8}, {mode: proxy.PoolSession, poolSize: clients}} {
 		t.Run(string(pm.mode), func(t *testing.T) {
 			p := startProxy(t, pm)
+			// A warm-up: the pool's backends log in on first use, which on
+			// a loaded machine can take the whole of a short run.
+			pgbench(t, p.host, p.port, "-n", "-S", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(clients), "-t", "5")
 			for _, mode := range []string{"simple", "extended", "prepared"} {
 				for _, selectOnly := range []bool{false, true} {
 					name, seconds := mode, "2"
