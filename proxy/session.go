@@ -131,8 +131,10 @@ type session struct {
 	pinned    bool // session state lives on this backend: keep it
 	failedTx  bool // the backend died inside a transaction block
 	// lostErr is why: the error of the client's next statement, when
-	// the backend died while no statement of the client's was running.
+	// the backend died while no statement of the client's was running;
+	// lostFrom is that backend's pool (see errCommitLost).
 	lostErr     *pgError
+	lostFrom    *backendPool
 	failedRound bool // the server reported an error and skips to Sync
 	deathErr    *pgError
 	unparsed    []unparsed        // client statements whose Parse failed or was skipped
@@ -344,12 +346,12 @@ func (s *session) dispatch(typ byte, body []byte) error {
 
 // takeLostErr returns, once, the error of a backend lost while the
 // client was idle in its transaction, for the statement message typ
-// starts; COMMIT and ROLLBACK, which end the failed transaction, do
+// starts. COMMIT and ROLLBACK, which end the failed transaction, leave it
+// to what ends it: COMMIT reports the loss (errCommitLost), ROLLBACK does
 // without it.
 func (s *session) takeLostErr(typ byte, body []byte) *pgError {
 	s.mu.Lock()
 	pe := s.lostErr
-	s.lostErr = nil
 	s.mu.Unlock()
 	if pe == nil {
 		return nil
@@ -376,31 +378,57 @@ func (s *session) takeLostErr(typ byte, body []byte) *pgError {
 	if kind == parser.Commit || kind == parser.Rollback {
 		return nil
 	}
+	s.mu.Lock()
+	s.lostErr, s.lostFrom = nil, nil
+	s.mu.Unlock()
 	return pe
+}
+
+// takeLostLocked returns and forgets the loss the client has not been
+// told of, if any. Called with mu held.
+func (s *session) takeLostLocked() (*pgError, *backendPool) {
+	pe, p := s.lostErr, s.lostFrom
+	s.lostErr, s.lostFrom = nil, nil
+	return pe, p
+}
+
+// errCommitLost is the answer to COMMIT of a transaction that a backend
+// lost at p (the error pe, which the client has not seen) rolled back:
+// the client must learn that it did not commit, and why, rather than get
+// a bare ROLLBACK tag.
+func errCommitLost(pe *pgError, p *backendPool) *pgError {
+	return &pgError{Severity: "ERROR", Code: codeConnectionFailure, err: pe,
+		Message: fmt.Sprintf("the transaction was rolled back, not committed: the connection to server %s (%s) was lost during it", p.shard, p.addr),
+		Detail:  fmt.Sprintf("The server's connection ended with: %s. The transaction was rolled back on every shard it touched and was not retried.", pe.Message),
+		Hint:    "Run the whole transaction again; pgshard connects to the server again on its own."}
 }
 
 // endLostTx answers COMMIT or ROLLBACK of a transaction whose backend
 // died, with no backend left in it: it is rolled back already, and the
-// shard may still be down. It reports whether it answered st.
-func (s *session) endLostTx(st parser.Statement) bool {
+// shard may still be down. It reports whether it answered st, and returns
+// the error COMMIT gets when the client was not told of the loss yet.
+func (s *session) endLostTx(st parser.Statement) (bool, error) {
 	if (st.Kind != parser.Commit && st.Kind != parser.Rollback) || st.Chain ||
 		strings.HasPrefix(strings.ToUpper(strings.TrimSpace(st.Text)), "PREPARE") {
-		return false
+		return false, nil
 	}
 	s.mu.Lock()
 	if s.backend != nil || !s.failedTx || len(s.parked) > 0 {
 		s.mu.Unlock()
-		return false
+		return false, nil
 	}
 	s.failedTx = false
-	s.lostErr = nil
+	lost, from := s.takeLostLocked()
 	s.mu.Unlock()
 	if s.rt != nil {
 		s.endTx()
 		s.txBegin = ""
 	}
+	if st.Kind == parser.Commit && lost != nil {
+		return true, errCommitLost(lost, from)
+	}
 	s.reply(entry{kind: eFake, fake: appendCommandComplete(nil, "ROLLBACK"), readyAfter: true})
-	return true
+	return true, nil
 }
 
 // forgetUnparsed drops the client's names for statements whose Parse the
@@ -512,6 +540,7 @@ func (s *session) attach() (*serverConn, error) {
 		}
 		failed := s.failedTx
 		s.failedTx = false
+		s.takeLostLocked() // only COMMIT or ROLLBACK gets here with one
 		s.mu.Unlock()
 		if failed {
 			// Another shard of the transaction was lost: fail the
@@ -534,6 +563,7 @@ func (s *session) attach() (*serverConn, error) {
 	join := len(s.parked) > 0
 	failed := s.failedTx
 	s.failedTx = false
+	s.takeLostLocked() // only COMMIT or ROLLBACK gets here with one
 	s.mu.Unlock()
 	if !maps.Equal(c.params, s.params) {
 		s.syncParams(c)
@@ -841,8 +871,13 @@ func (s *session) query(body []byte) error {
 		if err := s.checkStatements(stmts); err != nil {
 			return err
 		}
-		if len(stmts) == 1 && (s.deallocate(stmts[0]) || s.endLostTx(stmts[0])) {
+		if len(stmts) == 1 && s.deallocate(stmts[0]) {
 			return nil
+		}
+		if len(stmts) == 1 {
+			if done, err := s.endLostTx(stmts[0]); done {
+				return err
+			}
 		}
 	}
 	var c *serverConn
@@ -1805,7 +1840,7 @@ func (s *session) backendLost(c *serverConn, cause error) {
 		// Idle in its transaction: the client learns at its next
 		// statement.
 		e := *perr
-		s.lostErr = &e
+		s.lostErr, s.lostFrom = &e, c.p
 	}
 	s.pending = s.pending[:0]
 	s.notifyDrained()
