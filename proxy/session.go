@@ -551,13 +551,30 @@ func (s *session) attach() (*serverConn, error) {
 		return c, nil
 	}
 	s.mu.Unlock()
-	c, err := s.acquire()
-	if err != nil {
-		return nil, err
+	var c *serverConn
+	for {
+		var err error
+		if c, err = s.acquire(); err != nil {
+			return nil, err
+		}
+		if testHookAcquired != nil {
+			testHookAcquired(c)
+		}
+		s.mu.Lock()
+		s.backend = c
+		c.owner.Store(s)
+		if !c.closed.Load() {
+			break
+		}
+		// Its reader ended as the pool handed it out, before it had an
+		// owner to tell: the statement would wait for replies forever.
+		// (A reader that ends after the Store above tells the session
+		// itself.) Nothing was sent on it: take another.
+		s.backend = nil
+		c.owner.Store(nil)
+		s.mu.Unlock()
+		c.p.Discard(c)
 	}
-	s.mu.Lock()
-	s.backend = c
-	c.owner.Store(s)
 	s.holding = true
 	s.txStatus = 'I'
 	join := len(s.parked) > 0
@@ -584,6 +601,10 @@ func (s *session) attach() (*serverConn, error) {
 	}
 	return c, nil
 }
+
+// testHookAcquired, when set by a test, is called with each backend
+// attach takes from the pool, before the session owns it.
+var testHookAcquired func(*serverConn)
 
 func (s *session) acquire() (*serverConn, error) {
 	s.waitPool.Store(s.pool)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -318,4 +319,35 @@ func holdBackend(t *testing.T, fb *fakeBackend, c *client, conn string) {
 		time.Sleep(time.Millisecond)
 	}
 	t.Fatalf("could not get backend %s", conn)
+}
+
+// A backend whose connection ends as the pool hands it out, before the
+// session owns it, was told to nobody: the statement then waited for its
+// replies forever. The session takes another backend instead, and the
+// statement runs once.
+func TestBackendLostAsAcquired(t *testing.T) {
+	fb := startFakeBackend(t)
+	c := dialClient(t, fakeProxy(t, fb, PoolTransaction, 2))
+	c.send(&pgproto3.Query{String: "select 1"})
+	if got := c.until(); !slices.Equal(got, []string{"C:OK select 1", "Z:I"}) {
+		t.Fatalf("first statement: %v", got)
+	}
+	var once sync.Once
+	testHookAcquired = func(sc *serverConn) {
+		once.Do(func() {
+			// The connection fails now; its reader ends with no owner.
+			sc.nc.Close()
+			for !sc.closed.Load() {
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	t.Cleanup(func() { testHookAcquired = nil })
+	c.send(&pgproto3.Query{String: "select 2"})
+	if got := c.until(); !slices.Equal(got, []string{"C:OK select 2", "Z:I"}) {
+		t.Fatalf("statement whose backend was lost as it was acquired: %v", got)
+	}
+	if n := len(fb.received("Q select 2")); n != 1 {
+		t.Fatalf("the statement was sent %d times, want once", n)
+	}
 }
