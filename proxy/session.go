@@ -148,6 +148,14 @@ type session struct {
 	running []*serverConn
 	// drained, when set, is closed by the reader once the queue is empty.
 	drained chan struct{}
+	// waitCtx bounds the session's waits for a backend (acquire) while
+	// waiting is set: a cancel request then ends it with cause
+	// errCancelWait, and the statement fails without being sent, as
+	// PgBouncer drops a queued query. One that ended is replaced at the
+	// next wait; close ends the last one.
+	waitCtx    context.Context
+	waitCancel context.CancelCauseFunc
+	waiting    bool
 	// writePending: a write was sent and lastCommit is due at the next
 	// ReadyForQuery outside a transaction.
 	writePending bool
@@ -602,6 +610,39 @@ func (s *session) attach() (*serverConn, error) {
 	return c, nil
 }
 
+// errCancelWait is the cause of a wait for a backend that a cancel
+// request ended.
+var errCancelWait = errors.New("canceled by a cancel request while waiting for a backend")
+
+// startWait marks the session waiting for a backend and returns the
+// context of the wait, which a cancel request ends (Server.cancel).
+func (s *session) startWait() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.waitCtx == nil || s.waitCtx.Err() != nil {
+		s.waitCtx, s.waitCancel = context.WithCancelCause(s.ctx)
+	}
+	s.waiting = true
+	return s.waitCtx
+}
+
+// endWait marks the wait for a backend over.
+func (s *session) endWait() {
+	s.mu.Lock()
+	s.waiting = false
+	s.mu.Unlock()
+}
+
+// cancelWaitLocked ends the session's wait for a backend, if it waits,
+// and reports whether it did. Called with mu held.
+func (s *session) cancelWaitLocked() bool {
+	if !s.waiting {
+		return false
+	}
+	s.waitCancel(errCancelWait)
+	return true
+}
+
 // testHookAcquired, when set by a test, is called with each backend
 // attach takes from the pool, before the session owns it.
 var testHookAcquired func(*serverConn)
@@ -609,25 +650,32 @@ var testHookAcquired func(*serverConn)
 func (s *session) acquire() (*serverConn, error) {
 	s.waitPool.Store(s.pool)
 	s.waitSince.Store(time.Now().UnixNano())
+	ctx := s.startWait()
 	// PAUSE holds a session here before it takes a backend (pause.go).
-	err := s.srv.waitPaused(s)
+	err := s.srv.waitPaused(ctx, s)
 	var c *serverConn
 	if err == nil {
 		p, herr := s.healthyPool() // fails at once when the server is down (health.go)
 		if herr != nil {
+			s.endWait()
 			s.waitSince.Store(0)
 			s.waitPool.Store(nil)
 			return nil, herr
 		}
 		s.pool = p
-		c, err = s.acquireFrom(s.pool)
+		c, err = s.acquireFrom(ctx, s.pool)
 	}
+	s.endWait()
 	s.waitSince.Store(0)
 	s.waitPool.Store(nil)
 	if err == nil {
 		return c, nil
 	}
 	switch {
+	case errors.Is(context.Cause(ctx), errCancelWait):
+		return nil, &pgError{Severity: "ERROR", Code: codeQueryCanceled, err: err,
+			Message: "canceling statement due to user request",
+			Detail:  fmt.Sprintf("The statement waited for a connection to server %s and was not sent.", s.pool.shard)}
 	case errors.Is(err, pool.ErrWaitTimeout):
 		return nil, &pgError{Severity: "ERROR", Code: codeTooManyConnections, err: err,
 			Message: fmt.Sprintf("timed out after %s waiting for a connection to server %s (all %d in use)", s.srv.current().opts.QueryWaitTimeout, s.pool.shard, s.db.PoolSize),
@@ -1354,6 +1402,11 @@ func (s *session) close() {
 	if c != nil {
 		s.returnBackend(c)
 	}
+	s.mu.Lock()
+	if s.waitCancel != nil {
+		s.waitCancel(nil)
+	}
+	s.mu.Unlock()
 	if ci := s.copyin; ci != nil {
 		// The client left in the middle of a split COPY.
 		ci.abort(&pgError{Severity: "ERROR", Code: codeConnectionFailure, Message: "client connection lost during COPY"})
