@@ -218,6 +218,10 @@ const lostDetail = "The statement was not retried; an open transaction was rolle
 // lostHint says what to do about it.
 const lostHint = "Run the statement, or the whole transaction, again; pgshard connects to the server again on its own."
 
+// maxSendAttempts bounds the backends a message is tried on when each is
+// lost before the message could be sent to it.
+const maxSendAttempts = 3
+
 // maxMessageLen is PostgreSQL's own limit on any message, CopyData
 // included (1 GB - 1).
 const maxMessageLen = 1<<30 - 1
@@ -269,13 +273,23 @@ func (s *session) serve() error {
 		if typ == 'X' {
 			return io.EOF
 		}
-		for attempt := 0; ; attempt++ {
+		// A backend lost before the message went out (it died as the
+		// session took it, a server restarting): the message was not
+		// sent, and goes to another.
+		for attempt := 1; ; attempt++ {
 			err = s.dispatch(typ, s.body)
-			if !errors.Is(err, errBackendGone) || attempt > 0 {
+			if !errors.Is(err, errBackendGone) {
+				break
+			}
+			if attempt == maxSendAttempts {
+				// The client must hear of it, or it waits forever.
+				err = &pgError{Severity: "ERROR", Code: codeConnectionFailure, err: err,
+					Message: fmt.Sprintf("lost connection to server %s (%s) %d times before the statement could be sent", s.pool.shard, s.pool.addr, attempt),
+					Detail:  "The statement was not sent.", Hint: lostHint}
 				break
 			}
 		}
-		if err != nil && !errors.Is(err, errBackendGone) && err != errHandled {
+		if err != nil && err != errHandled {
 			var pe *pgError
 			if errors.As(err, &pe) && pe.Severity == "FATAL" {
 				return err
@@ -607,6 +621,9 @@ func (s *session) attach() (*serverConn, error) {
 		// ROLLBACK, in any protocol.
 		s.internalQuery(c, "BEGIN; SELECT 1/0", true, nil)
 	}
+	if testHookAttached != nil {
+		testHookAttached(c)
+	}
 	return c, nil
 }
 
@@ -643,9 +660,10 @@ func (s *session) cancelWaitLocked() bool {
 	return true
 }
 
-// testHookAcquired, when set by a test, is called with each backend
-// attach takes from the pool, before the session owns it.
-var testHookAcquired func(*serverConn)
+// testHookAcquired and testHookAttached, when set by a test, are called
+// with each backend attach takes from the pool: before the session owns
+// it, and once it does.
+var testHookAcquired, testHookAttached func(*serverConn)
 
 func (s *session) acquire() (*serverConn, error) {
 	s.waitPool.Store(s.pool)
@@ -1124,7 +1142,13 @@ func (s *session) parse(body []byte) error {
 		return err
 	}
 	s.stmts[st.name] = st
-	return send(c)
+	if err := send(c); err != nil {
+		if errors.Is(err, errBackendGone) {
+			delete(s.stmts, st.name) // not sent: serve tries the Parse again
+		}
+		return err
+	}
+	return nil
 }
 
 // prepare creates st on backend c under its server name. Replies to an

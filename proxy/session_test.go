@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -349,5 +350,52 @@ func TestBackendLostAsAcquired(t *testing.T) {
 	}
 	if n := len(fb.received("Q select 2")); n != 1 {
 		t.Fatalf("the statement was sent %d times, want once", n)
+	}
+}
+
+// A backend lost after the session took it and before the message went
+// out: the message goes to another backend, once; past maxSendAttempts
+// such losses the client gets 08006, not silence.
+func TestBackendLostBeforeSend(t *testing.T) {
+	fb := startFakeBackend(t)
+	c := dialClient(t, fakeProxy(t, fb, PoolTransaction, 2))
+	var kills atomic.Int32
+	testHookAttached = func(sc *serverConn) {
+		if kills.Add(-1) < 0 {
+			return
+		}
+		// The connection fails, and the session is told, before the
+		// message is sent.
+		sc.nc.Close()
+		for sc.owner.Load() != nil {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	t.Cleanup(func() { testHookAttached = nil })
+
+	kills.Store(maxSendAttempts - 1)
+	c.send(&pgproto3.Query{String: "select 2"})
+	if got := c.until(); !slices.Equal(got, []string{"C:OK select 2", "Z:I"}) {
+		t.Fatalf("a query whose backends were lost twice before it was sent: %v", got)
+	}
+	kills.Store(maxSendAttempts - 1)
+	c.send(&pgproto3.Parse{Name: "st", Query: "select 3"}, &pgproto3.Bind{PreparedStatement: "st"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if got := c.until(); !slices.Equal(got, []string{"1", "2", "C:EXEC select 3", "Z:I"}) {
+		t.Fatalf("a named Parse whose backends were lost twice before it was sent: %v", got)
+	}
+	kills.Store(maxSendAttempts)
+	c.send(&pgproto3.Query{String: "select 4"})
+	if got := c.until(); !slices.Equal(got, []string{"E:08006", "Z:I"}) {
+		t.Fatalf("a query whose backends were all lost before it was sent: %v", got)
+	}
+	kills.Store(0)
+	c.send(&pgproto3.Query{String: "select 5"})
+	if got := c.until(); !slices.Equal(got, []string{"C:OK select 5", "Z:I"}) {
+		t.Fatalf("the next query: %v", got)
+	}
+	for q, want := range map[string]int{"Q select 2": 1, "select 3": 1, "Q select 4": 0, "Q select 5": 1} {
+		if n := len(fb.received(q)); n != want {
+			t.Errorf("%q reached the server %d times, want %d", q, n, want)
+		}
 	}
 }
