@@ -491,10 +491,11 @@ func (s *session) replyError(typ byte, err error) {
 		}
 	}
 	s.out = appendErrorResponse(s.out[:0], err)
-	simple := typ == 'Q' || typ == 'F'
+	// A Sync is answered with ReadyForQuery whatever happens.
+	simple := typ == 'Q' || typ == 'F' || typ == 'S'
 	s.reply(entry{kind: eFake, fake: bytes.Clone(s.out), readyAfter: simple})
 	s.noteError(err)
-	if !simple && typ != 'S' {
+	if !simple {
 		s.skipToSync = true
 	}
 	if pe := toPgError(err); pe.Code != codeInvalidPassword {

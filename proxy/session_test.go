@@ -399,3 +399,48 @@ func TestBackendLostBeforeSend(t *testing.T) {
 		}
 	}
 }
+
+// In a routed database a Parse waits for the backend of the statement
+// that follows it. A backend lost before the Parse could be sent on it
+// leaves the Parse for the next one (it used to be forgotten: the client
+// never got its ParseComplete), and a Sync that cannot be sent is still
+// answered with ReadyForQuery.
+func TestDeferredParseBackendLostBeforeSend(t *testing.T) {
+	fb := startFakeBackend(t)
+	addr := serveProxy(t, Options{
+		PoolMode:         PoolTransaction,
+		QueryWaitTimeout: 5 * time.Second,
+		Users:            []User{{Name: "u", Auth: AuthTrust}},
+		Databases: []Database{{Name: "db", BackendUser: "u", PoolSize: 2,
+			Shards: []Shard{{Name: "s0", Primary: fb.url()}, {Name: "s1", Primary: fb.url()}},
+			Tables: []TableRule{{Name: "users", Key: "id", Method: "hash", KeyType: "bigint"}}}},
+	})
+	c := dialClient(t, addr)
+	var kills atomic.Int32
+	testHookAttached = func(sc *serverConn) {
+		if kills.Add(-1) < 0 {
+			return
+		}
+		sc.nc.Close()
+		for sc.owner.Load() != nil {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	t.Cleanup(func() { testHookAttached = nil })
+
+	kills.Store(maxSendAttempts - 1)
+	c.send(&pgproto3.Parse{Query: "select 2"}, &pgproto3.Sync{})
+	if got := c.until(); !slices.Equal(got, []string{"1", "Z:I"}) {
+		t.Fatalf("Parse and Sync whose backends were lost twice before they were sent: %v", got)
+	}
+	kills.Store(maxSendAttempts)
+	c.send(&pgproto3.Parse{Query: "select 3"}, &pgproto3.Sync{})
+	if got := c.until(); len(got) == 0 || !slices.Equal(got[len(got)-2:], []string{"E:08006", "Z:I"}) {
+		t.Fatalf("Parse and Sync whose backends were all lost before they were sent: %v", got)
+	}
+	kills.Store(0)
+	c.send(&pgproto3.Query{String: "select 4"})
+	if got := c.until(); !slices.Equal(got, []string{"C:OK select 4", "Z:I"}) {
+		t.Fatalf("the next query: %v", got)
+	}
+}
