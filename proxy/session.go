@@ -59,7 +59,9 @@ type session struct {
 	// parameters; they are the session defaults RESET returns to.
 	startup map[string]string
 
-	// Owned by the session goroutine.
+	// Owned by the session goroutine. typ is the type of the client's
+	// message being handled, body its body.
+	typ        byte
 	body       []byte
 	out        []byte
 	stmts      map[string]*clientStmt
@@ -276,6 +278,7 @@ func (s *session) serve() error {
 		// A backend lost before the message went out (it died as the
 		// session took it, a server restarting): the message was not
 		// sent, and goes to another.
+		s.typ = typ
 		for attempt := 1; ; attempt++ {
 			err = s.dispatch(typ, s.body)
 			if !errors.Is(err, errBackendGone) {
@@ -548,6 +551,18 @@ func (s *session) attach() (*serverConn, error) {
 		s.holding = true
 		s.mu.Unlock()
 		return c, nil
+	}
+	if s.lostErr != nil {
+		// The client's backend was lost in its transaction after this
+		// message was checked for it (takeLostErr), or the message is
+		// one that is not checked (Describe, Execute, Sync): this
+		// statement is the one that says so, rather than run in the
+		// failed transaction and get 25P02 for no reason the client saw.
+		s.mu.Unlock()
+		if pe := s.takeLostErr(s.typ, s.body); pe != nil {
+			return nil, pe
+		}
+		s.mu.Lock()
 	}
 	if c := s.unparkLocked(s.pool); c != nil {
 		if c.closed.Load() {

@@ -400,6 +400,43 @@ func TestBackendLostBeforeSend(t *testing.T) {
 	}
 }
 
+// A backend lost while the client is idle in its transaction: the
+// client's next message says so (08006) even when it is one pgshard does
+// not check on arrival, such as a Describe, rather than run in the failed
+// transaction; ROLLBACK then ends it.
+func TestBackendLostInTransactionThenDescribe(t *testing.T) {
+	fb := startFakeBackend(t)
+	c := dialClient(t, fakeProxy(t, fb, PoolTransaction, 2))
+	c.send(&pgproto3.Parse{Name: "st", Query: "select 1"}, &pgproto3.Sync{})
+	if got := c.until(); !slices.Equal(got, []string{"1", "Z:I"}) {
+		t.Fatalf("Parse: %v", got)
+	}
+	var held atomic.Pointer[serverConn]
+	testHookAttached = func(sc *serverConn) { held.Store(sc) }
+	t.Cleanup(func() { testHookAttached = nil })
+	c.send(&pgproto3.Query{String: "begin;select 2"})
+	if got := c.until(); !slices.Equal(got, []string{"C:OK begin", "C:OK select 2", "Z:T"}) {
+		t.Fatalf("begin: %v", got)
+	}
+	sc := held.Load()
+	sc.nc.Close() // lost while the client is idle in the transaction
+	for sc.owner.Load() != nil {
+		time.Sleep(time.Millisecond)
+	}
+	c.send(&pgproto3.Describe{ObjectType: 'S', Name: "st"}, &pgproto3.Sync{})
+	if got := c.until(); !slices.Equal(got, []string{"E:08006", "Z:E"}) {
+		t.Fatalf("Describe after the backend was lost in the transaction: %v", got)
+	}
+	c.send(&pgproto3.Query{String: "rollback"})
+	if got := c.until(); !slices.Equal(got, []string{"C:ROLLBACK", "Z:I"}) {
+		t.Fatalf("rollback: %v", got)
+	}
+	c.send(&pgproto3.Query{String: "select 3"})
+	if got := c.until(); !slices.Equal(got, []string{"C:OK select 3", "Z:I"}) {
+		t.Fatalf("after rollback: %v", got)
+	}
+}
+
 // In a routed database a Parse waits for the backend of the statement
 // that follows it. A backend lost before the Parse could be sent on it
 // leaves the Parse for the next one (it used to be forgotten: the client
