@@ -177,6 +177,10 @@ func (c *serverConn) readLoop() {
 // if any, is told.
 func (c *serverConn) lost(err error) {
 	c.p.Discard(c)
+	// Discard closes only a connection the pool counts: one that died
+	// before the pool took it in must read as closed too, for whoever
+	// takes it next (attach, partPrologue, runSimple check).
+	c.Close()
 	if k := c.sink.Load(); k != nil {
 		k.lost(c, err)
 	}

@@ -108,7 +108,17 @@ func (s *session) copyInStart(d decision, body []byte) error {
 	for ready < len(ci.parts) {
 		m := ci.sink.next()
 		p := ci.part(m.c)
-		if p == nil || p.done || p.tag == "G" {
+		if p == nil || p.done {
+			continue
+		}
+		if p.tag == "G" {
+			// Its shard is copying already: what it sends now is an
+			// error or its loss, which fails the COPY. Dropped, it would
+			// leave finish waiting for the shard's end forever.
+			ci.handle(m)
+			if ci.failed {
+				return ci.finish()
+			}
 			continue
 		}
 		switch {

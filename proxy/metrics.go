@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"net"
 	"runtime"
@@ -411,11 +412,11 @@ func (s *session) noteServerError(msg []byte) {
 }
 
 // acquireFrom takes a connection from p, timing the wait.
-func (s *session) acquireFrom(p *backendPool) (*serverConn, error) {
+func (s *session) acquireFrom(ctx context.Context, p *backendPool) (*serverConn, error) {
 	m := s.met
 	m.waiting.Store(true)
 	start := time.Now()
-	c, err := p.Acquire(s.ctx)
+	c, err := p.Acquire(ctx)
 	d := time.Since(start)
 	m.waiting.Store(false)
 	if p.m != nil {

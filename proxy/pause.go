@@ -157,7 +157,7 @@ func (s *Server) paused() (all bool, dbs []string) {
 // backend already (its transaction runs; see the top of this file). It
 // returns early with the error of the session's context, which ends when
 // the server shuts down.
-func (s *Server) waitPaused(sess *session) error {
+func (s *Server) waitPaused(ctx context.Context, sess *session) error {
 	p := &s.pause
 	if !p.any.Load() {
 		return nil
@@ -181,8 +181,8 @@ func (s *Server) waitPaused(sess *session) error {
 		p.mu.Unlock()
 		select {
 		case <-ch:
-		case <-sess.ctx.Done():
-			return sess.ctx.Err()
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 }

@@ -341,6 +341,11 @@ func (s *Server) pool(d *database, backendUser, password string, shard, server i
 		WaitTimeout: opts.QueryWaitTimeout,
 		Dial: func(ctx context.Context) (*serverConn, error) {
 			c, err := dialServer(ctx, bp, cfg, cacheSize)
+			if ctx.Err() != nil && err != nil {
+				// The caller gave up (a cancel request, shutdown): says
+				// nothing of the server.
+				return c, err
+			}
 			s.dialed(ctx, d, bp, err)
 			s.reach.note(d.Name, shard, server, err)
 			if err != nil {
@@ -429,6 +434,9 @@ func (s *Server) cancel(ctx context.Context, k cancelKey) {
 	for _, c := range targets {
 		c.cancels.Add(1)
 	}
+	// A statement waiting for a backend (of a shard it has not reached
+	// yet) is dropped: it fails with 57014 and is never sent.
+	sess.cancelWaitLocked()
 	sess.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.ServerConnectTimeout)
 	defer cancel()

@@ -59,7 +59,9 @@ type session struct {
 	// parameters; they are the session defaults RESET returns to.
 	startup map[string]string
 
-	// Owned by the session goroutine.
+	// Owned by the session goroutine. typ is the type of the client's
+	// message being handled, body its body.
+	typ        byte
 	body       []byte
 	out        []byte
 	stmts      map[string]*clientStmt
@@ -131,8 +133,10 @@ type session struct {
 	pinned    bool // session state lives on this backend: keep it
 	failedTx  bool // the backend died inside a transaction block
 	// lostErr is why: the error of the client's next statement, when
-	// the backend died while no statement of the client's was running.
+	// the backend died while no statement of the client's was running;
+	// lostFrom is that backend's pool (see errCommitLost).
 	lostErr     *pgError
+	lostFrom    *backendPool
 	failedRound bool // the server reported an error and skips to Sync
 	deathErr    *pgError
 	unparsed    []unparsed        // client statements whose Parse failed or was skipped
@@ -146,6 +150,14 @@ type session struct {
 	running []*serverConn
 	// drained, when set, is closed by the reader once the queue is empty.
 	drained chan struct{}
+	// waitCtx bounds the session's waits for a backend (acquire) while
+	// waiting is set: a cancel request then ends it with cause
+	// errCancelWait, and the statement fails without being sent, as
+	// PgBouncer drops a queued query. One that ended is replaced at the
+	// next wait; close ends the last one.
+	waitCtx    context.Context
+	waitCancel context.CancelCauseFunc
+	waiting    bool
 	// writePending: a write was sent and lastCommit is due at the next
 	// ReadyForQuery outside a transaction.
 	writePending bool
@@ -208,6 +220,10 @@ const lostDetail = "The statement was not retried; an open transaction was rolle
 // lostHint says what to do about it.
 const lostHint = "Run the statement, or the whole transaction, again; pgshard connects to the server again on its own."
 
+// maxSendAttempts bounds the backends a message is tried on when each is
+// lost before the message could be sent to it.
+const maxSendAttempts = 3
+
 // maxMessageLen is PostgreSQL's own limit on any message, CopyData
 // included (1 GB - 1).
 const maxMessageLen = 1<<30 - 1
@@ -259,13 +275,24 @@ func (s *session) serve() error {
 		if typ == 'X' {
 			return io.EOF
 		}
-		for attempt := 0; ; attempt++ {
+		// A backend lost before the message went out (it died as the
+		// session took it, a server restarting): the message was not
+		// sent, and goes to another.
+		s.typ = typ
+		for attempt := 1; ; attempt++ {
 			err = s.dispatch(typ, s.body)
-			if !errors.Is(err, errBackendGone) || attempt > 0 {
+			if !errors.Is(err, errBackendGone) {
+				break
+			}
+			if attempt == maxSendAttempts {
+				// The client must hear of it, or it waits forever.
+				err = &pgError{Severity: "ERROR", Code: codeConnectionFailure, err: err,
+					Message: fmt.Sprintf("lost connection to server %s (%s) %d times before the statement could be sent", s.pool.shard, s.pool.addr, attempt),
+					Detail:  "The statement was not sent.", Hint: lostHint}
 				break
 			}
 		}
-		if err != nil && !errors.Is(err, errBackendGone) && err != errHandled {
+		if err != nil && err != errHandled {
 			var pe *pgError
 			if errors.As(err, &pe) && pe.Severity == "FATAL" {
 				return err
@@ -344,12 +371,12 @@ func (s *session) dispatch(typ byte, body []byte) error {
 
 // takeLostErr returns, once, the error of a backend lost while the
 // client was idle in its transaction, for the statement message typ
-// starts; COMMIT and ROLLBACK, which end the failed transaction, do
+// starts. COMMIT and ROLLBACK, which end the failed transaction, leave it
+// to what ends it: COMMIT reports the loss (errCommitLost), ROLLBACK does
 // without it.
 func (s *session) takeLostErr(typ byte, body []byte) *pgError {
 	s.mu.Lock()
 	pe := s.lostErr
-	s.lostErr = nil
 	s.mu.Unlock()
 	if pe == nil {
 		return nil
@@ -376,31 +403,57 @@ func (s *session) takeLostErr(typ byte, body []byte) *pgError {
 	if kind == parser.Commit || kind == parser.Rollback {
 		return nil
 	}
+	s.mu.Lock()
+	s.lostErr, s.lostFrom = nil, nil
+	s.mu.Unlock()
 	return pe
+}
+
+// takeLostLocked returns and forgets the loss the client has not been
+// told of, if any. Called with mu held.
+func (s *session) takeLostLocked() (*pgError, *backendPool) {
+	pe, p := s.lostErr, s.lostFrom
+	s.lostErr, s.lostFrom = nil, nil
+	return pe, p
+}
+
+// errCommitLost is the answer to COMMIT of a transaction that a backend
+// lost at p (the error pe, which the client has not seen) rolled back:
+// the client must learn that it did not commit, and why, rather than get
+// a bare ROLLBACK tag.
+func errCommitLost(pe *pgError, p *backendPool) *pgError {
+	return &pgError{Severity: "ERROR", Code: codeConnectionFailure, err: pe,
+		Message: fmt.Sprintf("the transaction was rolled back, not committed: the connection to server %s (%s) was lost during it", p.shard, p.addr),
+		Detail:  fmt.Sprintf("The server's connection ended with: %s. The transaction was rolled back on every shard it touched and was not retried.", pe.Message),
+		Hint:    "Run the whole transaction again; pgshard connects to the server again on its own."}
 }
 
 // endLostTx answers COMMIT or ROLLBACK of a transaction whose backend
 // died, with no backend left in it: it is rolled back already, and the
-// shard may still be down. It reports whether it answered st.
-func (s *session) endLostTx(st parser.Statement) bool {
+// shard may still be down. It reports whether it answered st, and returns
+// the error COMMIT gets when the client was not told of the loss yet.
+func (s *session) endLostTx(st parser.Statement) (bool, error) {
 	if (st.Kind != parser.Commit && st.Kind != parser.Rollback) || st.Chain ||
 		strings.HasPrefix(strings.ToUpper(strings.TrimSpace(st.Text)), "PREPARE") {
-		return false
+		return false, nil
 	}
 	s.mu.Lock()
 	if s.backend != nil || !s.failedTx || len(s.parked) > 0 {
 		s.mu.Unlock()
-		return false
+		return false, nil
 	}
 	s.failedTx = false
-	s.lostErr = nil
+	lost, from := s.takeLostLocked()
 	s.mu.Unlock()
 	if s.rt != nil {
 		s.endTx()
 		s.txBegin = ""
 	}
+	if st.Kind == parser.Commit && lost != nil {
+		return true, errCommitLost(lost, from)
+	}
 	s.reply(entry{kind: eFake, fake: appendCommandComplete(nil, "ROLLBACK"), readyAfter: true})
-	return true
+	return true, nil
 }
 
 // forgetUnparsed drops the client's names for statements whose Parse the
@@ -441,10 +494,11 @@ func (s *session) replyError(typ byte, err error) {
 		}
 	}
 	s.out = appendErrorResponse(s.out[:0], err)
-	simple := typ == 'Q' || typ == 'F'
+	// A Sync is answered with ReadyForQuery whatever happens.
+	simple := typ == 'Q' || typ == 'F' || typ == 'S'
 	s.reply(entry{kind: eFake, fake: bytes.Clone(s.out), readyAfter: simple})
 	s.noteError(err)
-	if !simple && typ != 'S' {
+	if !simple {
 		s.skipToSync = true
 	}
 	if pe := toPgError(err); pe.Code != codeInvalidPassword {
@@ -498,6 +552,18 @@ func (s *session) attach() (*serverConn, error) {
 		s.mu.Unlock()
 		return c, nil
 	}
+	if s.lostErr != nil {
+		// The client's backend was lost in its transaction after this
+		// message was checked for it (takeLostErr), or the message is
+		// one that is not checked (Describe, Execute, Sync): this
+		// statement is the one that says so, rather than run in the
+		// failed transaction and get 25P02 for no reason the client saw.
+		s.mu.Unlock()
+		if pe := s.takeLostErr(s.typ, s.body); pe != nil {
+			return nil, pe
+		}
+		s.mu.Lock()
+	}
 	if c := s.unparkLocked(s.pool); c != nil {
 		if c.closed.Load() {
 			// Lost while parked: nobody was told (it had no owner).
@@ -512,6 +578,7 @@ func (s *session) attach() (*serverConn, error) {
 		}
 		failed := s.failedTx
 		s.failedTx = false
+		s.takeLostLocked() // only COMMIT or ROLLBACK gets here with one
 		s.mu.Unlock()
 		if failed {
 			// Another shard of the transaction was lost: fail the
@@ -522,18 +589,36 @@ func (s *session) attach() (*serverConn, error) {
 		return c, nil
 	}
 	s.mu.Unlock()
-	c, err := s.acquire()
-	if err != nil {
-		return nil, err
+	var c *serverConn
+	for {
+		var err error
+		if c, err = s.acquire(); err != nil {
+			return nil, err
+		}
+		if testHookAcquired != nil {
+			testHookAcquired(c)
+		}
+		s.mu.Lock()
+		s.backend = c
+		c.owner.Store(s)
+		if !c.closed.Load() {
+			break
+		}
+		// Its reader ended as the pool handed it out, before it had an
+		// owner to tell: the statement would wait for replies forever.
+		// (A reader that ends after the Store above tells the session
+		// itself.) Nothing was sent on it: take another.
+		s.backend = nil
+		c.owner.Store(nil)
+		s.mu.Unlock()
+		c.p.Discard(c)
 	}
-	s.mu.Lock()
-	s.backend = c
-	c.owner.Store(s)
 	s.holding = true
 	s.txStatus = 'I'
 	join := len(s.parked) > 0
 	failed := s.failedTx
 	s.failedTx = false
+	s.takeLostLocked() // only COMMIT or ROLLBACK gets here with one
 	s.mu.Unlock()
 	if !maps.Equal(c.params, s.params) {
 		s.syncParams(c)
@@ -552,31 +637,79 @@ func (s *session) attach() (*serverConn, error) {
 		// ROLLBACK, in any protocol.
 		s.internalQuery(c, "BEGIN; SELECT 1/0", true, nil)
 	}
+	if testHookAttached != nil {
+		testHookAttached(c)
+	}
 	return c, nil
 }
+
+// errCancelWait is the cause of a wait for a backend that a cancel
+// request ended.
+var errCancelWait = errors.New("canceled by a cancel request while waiting for a backend")
+
+// startWait marks the session waiting for a backend and returns the
+// context of the wait, which a cancel request ends (Server.cancel).
+func (s *session) startWait() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.waitCtx == nil || s.waitCtx.Err() != nil {
+		s.waitCtx, s.waitCancel = context.WithCancelCause(s.ctx)
+	}
+	s.waiting = true
+	return s.waitCtx
+}
+
+// endWait marks the wait for a backend over.
+func (s *session) endWait() {
+	s.mu.Lock()
+	s.waiting = false
+	s.mu.Unlock()
+}
+
+// cancelWaitLocked ends the session's wait for a backend, if it waits,
+// and reports whether it did. Called with mu held.
+func (s *session) cancelWaitLocked() bool {
+	if !s.waiting {
+		return false
+	}
+	s.waitCancel(errCancelWait)
+	return true
+}
+
+// testHookAcquired and testHookAttached, when set by a test, are called
+// with each backend attach takes from the pool: before the session owns
+// it, and once it does.
+var testHookAcquired, testHookAttached func(*serverConn)
 
 func (s *session) acquire() (*serverConn, error) {
 	s.waitPool.Store(s.pool)
 	s.waitSince.Store(time.Now().UnixNano())
+	ctx := s.startWait()
 	// PAUSE holds a session here before it takes a backend (pause.go).
-	err := s.srv.waitPaused(s)
+	err := s.srv.waitPaused(ctx, s)
 	var c *serverConn
 	if err == nil {
 		p, herr := s.healthyPool() // fails at once when the server is down (health.go)
 		if herr != nil {
+			s.endWait()
 			s.waitSince.Store(0)
 			s.waitPool.Store(nil)
 			return nil, herr
 		}
 		s.pool = p
-		c, err = s.acquireFrom(s.pool)
+		c, err = s.acquireFrom(ctx, s.pool)
 	}
+	s.endWait()
 	s.waitSince.Store(0)
 	s.waitPool.Store(nil)
 	if err == nil {
 		return c, nil
 	}
 	switch {
+	case errors.Is(context.Cause(ctx), errCancelWait):
+		return nil, &pgError{Severity: "ERROR", Code: codeQueryCanceled, err: err,
+			Message: "canceling statement due to user request",
+			Detail:  fmt.Sprintf("The statement waited for a connection to server %s and was not sent.", s.pool.shard)}
 	case errors.Is(err, pool.ErrWaitTimeout):
 		return nil, &pgError{Severity: "ERROR", Code: codeTooManyConnections, err: err,
 			Message: fmt.Sprintf("timed out after %s waiting for a connection to server %s (all %d in use)", s.srv.current().opts.QueryWaitTimeout, s.pool.shard, s.db.PoolSize),
@@ -841,8 +974,13 @@ func (s *session) query(body []byte) error {
 		if err := s.checkStatements(stmts); err != nil {
 			return err
 		}
-		if len(stmts) == 1 && (s.deallocate(stmts[0]) || s.endLostTx(stmts[0])) {
+		if len(stmts) == 1 && s.deallocate(stmts[0]) {
 			return nil
+		}
+		if len(stmts) == 1 {
+			if done, err := s.endLostTx(stmts[0]); done {
+				return err
+			}
 		}
 	}
 	var c *serverConn
@@ -1020,7 +1158,13 @@ func (s *session) parse(body []byte) error {
 		return err
 	}
 	s.stmts[st.name] = st
-	return send(c)
+	if err := send(c); err != nil {
+		if errors.Is(err, errBackendGone) {
+			delete(s.stmts, st.name) // not sent: serve tries the Parse again
+		}
+		return err
+	}
+	return nil
 }
 
 // prepare creates st on backend c under its server name. Replies to an
@@ -1298,6 +1442,11 @@ func (s *session) close() {
 	if c != nil {
 		s.returnBackend(c)
 	}
+	s.mu.Lock()
+	if s.waitCancel != nil {
+		s.waitCancel(nil)
+	}
+	s.mu.Unlock()
 	if ci := s.copyin; ci != nil {
 		// The client left in the middle of a split COPY.
 		ci.abort(&pgError{Severity: "ERROR", Code: codeConnectionFailure, Message: "client connection lost during COPY"})
@@ -1805,7 +1954,7 @@ func (s *session) backendLost(c *serverConn, cause error) {
 		// Idle in its transaction: the client learns at its next
 		// statement.
 		e := *perr
-		s.lostErr = &e
+		s.lostErr, s.lostFrom = &e, c.p
 	}
 	s.pending = s.pending[:0]
 	s.notifyDrained()

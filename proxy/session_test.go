@@ -3,6 +3,8 @@ package proxy
 import (
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -318,4 +320,164 @@ func holdBackend(t *testing.T, fb *fakeBackend, c *client, conn string) {
 		time.Sleep(time.Millisecond)
 	}
 	t.Fatalf("could not get backend %s", conn)
+}
+
+// A backend whose connection ends as the pool hands it out, before the
+// session owns it, was told to nobody: the statement then waited for its
+// replies forever. The session takes another backend instead, and the
+// statement runs once.
+func TestBackendLostAsAcquired(t *testing.T) {
+	fb := startFakeBackend(t)
+	c := dialClient(t, fakeProxy(t, fb, PoolTransaction, 2))
+	c.send(&pgproto3.Query{String: "select 1"})
+	if got := c.until(); !slices.Equal(got, []string{"C:OK select 1", "Z:I"}) {
+		t.Fatalf("first statement: %v", got)
+	}
+	var once sync.Once
+	testHookAcquired = func(sc *serverConn) {
+		once.Do(func() {
+			// The connection fails now; its reader ends with no owner.
+			sc.nc.Close()
+			for !sc.closed.Load() {
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	t.Cleanup(func() { testHookAcquired = nil })
+	c.send(&pgproto3.Query{String: "select 2"})
+	if got := c.until(); !slices.Equal(got, []string{"C:OK select 2", "Z:I"}) {
+		t.Fatalf("statement whose backend was lost as it was acquired: %v", got)
+	}
+	if n := len(fb.received("Q select 2")); n != 1 {
+		t.Fatalf("the statement was sent %d times, want once", n)
+	}
+}
+
+// A backend lost after the session took it and before the message went
+// out: the message goes to another backend, once; past maxSendAttempts
+// such losses the client gets 08006, not silence.
+func TestBackendLostBeforeSend(t *testing.T) {
+	fb := startFakeBackend(t)
+	c := dialClient(t, fakeProxy(t, fb, PoolTransaction, 2))
+	var kills atomic.Int32
+	testHookAttached = func(sc *serverConn) {
+		if kills.Add(-1) < 0 {
+			return
+		}
+		// The connection fails, and the session is told, before the
+		// message is sent.
+		sc.nc.Close()
+		for sc.owner.Load() != nil {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	t.Cleanup(func() { testHookAttached = nil })
+
+	kills.Store(maxSendAttempts - 1)
+	c.send(&pgproto3.Query{String: "select 2"})
+	if got := c.until(); !slices.Equal(got, []string{"C:OK select 2", "Z:I"}) {
+		t.Fatalf("a query whose backends were lost twice before it was sent: %v", got)
+	}
+	kills.Store(maxSendAttempts - 1)
+	c.send(&pgproto3.Parse{Name: "st", Query: "select 3"}, &pgproto3.Bind{PreparedStatement: "st"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if got := c.until(); !slices.Equal(got, []string{"1", "2", "C:EXEC select 3", "Z:I"}) {
+		t.Fatalf("a named Parse whose backends were lost twice before it was sent: %v", got)
+	}
+	kills.Store(maxSendAttempts)
+	c.send(&pgproto3.Query{String: "select 4"})
+	if got := c.until(); !slices.Equal(got, []string{"E:08006", "Z:I"}) {
+		t.Fatalf("a query whose backends were all lost before it was sent: %v", got)
+	}
+	kills.Store(0)
+	c.send(&pgproto3.Query{String: "select 5"})
+	if got := c.until(); !slices.Equal(got, []string{"C:OK select 5", "Z:I"}) {
+		t.Fatalf("the next query: %v", got)
+	}
+	for q, want := range map[string]int{"Q select 2": 1, "select 3": 1, "Q select 4": 0, "Q select 5": 1} {
+		if n := len(fb.received(q)); n != want {
+			t.Errorf("%q reached the server %d times, want %d", q, n, want)
+		}
+	}
+}
+
+// A backend lost while the client is idle in its transaction: the
+// client's next message says so (08006) even when it is one pgshard does
+// not check on arrival, such as a Describe, rather than run in the failed
+// transaction; ROLLBACK then ends it.
+func TestBackendLostInTransactionThenDescribe(t *testing.T) {
+	fb := startFakeBackend(t)
+	c := dialClient(t, fakeProxy(t, fb, PoolTransaction, 2))
+	c.send(&pgproto3.Parse{Name: "st", Query: "select 1"}, &pgproto3.Sync{})
+	if got := c.until(); !slices.Equal(got, []string{"1", "Z:I"}) {
+		t.Fatalf("Parse: %v", got)
+	}
+	var held atomic.Pointer[serverConn]
+	testHookAttached = func(sc *serverConn) { held.Store(sc) }
+	t.Cleanup(func() { testHookAttached = nil })
+	c.send(&pgproto3.Query{String: "begin;select 2"})
+	if got := c.until(); !slices.Equal(got, []string{"C:OK begin", "C:OK select 2", "Z:T"}) {
+		t.Fatalf("begin: %v", got)
+	}
+	sc := held.Load()
+	sc.nc.Close() // lost while the client is idle in the transaction
+	for sc.owner.Load() != nil {
+		time.Sleep(time.Millisecond)
+	}
+	c.send(&pgproto3.Describe{ObjectType: 'S', Name: "st"}, &pgproto3.Sync{})
+	if got := c.until(); !slices.Equal(got, []string{"E:08006", "Z:E"}) {
+		t.Fatalf("Describe after the backend was lost in the transaction: %v", got)
+	}
+	c.send(&pgproto3.Query{String: "rollback"})
+	if got := c.until(); !slices.Equal(got, []string{"C:ROLLBACK", "Z:I"}) {
+		t.Fatalf("rollback: %v", got)
+	}
+	c.send(&pgproto3.Query{String: "select 3"})
+	if got := c.until(); !slices.Equal(got, []string{"C:OK select 3", "Z:I"}) {
+		t.Fatalf("after rollback: %v", got)
+	}
+}
+
+// In a routed database a Parse waits for the backend of the statement
+// that follows it. A backend lost before the Parse could be sent on it
+// leaves the Parse for the next one (it used to be forgotten: the client
+// never got its ParseComplete), and a Sync that cannot be sent is still
+// answered with ReadyForQuery.
+func TestDeferredParseBackendLostBeforeSend(t *testing.T) {
+	fb := startFakeBackend(t)
+	addr := serveProxy(t, Options{
+		PoolMode:         PoolTransaction,
+		QueryWaitTimeout: 5 * time.Second,
+		Users:            []User{{Name: "u", Auth: AuthTrust}},
+		Databases: []Database{{Name: "db", BackendUser: "u", PoolSize: 2,
+			Shards: []Shard{{Name: "s0", Primary: fb.url()}, {Name: "s1", Primary: fb.url()}},
+			Tables: []TableRule{{Name: "users", Key: "id", Method: "hash", KeyType: "bigint"}}}},
+	})
+	c := dialClient(t, addr)
+	var kills atomic.Int32
+	testHookAttached = func(sc *serverConn) {
+		if kills.Add(-1) < 0 {
+			return
+		}
+		sc.nc.Close()
+		for sc.owner.Load() != nil {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	t.Cleanup(func() { testHookAttached = nil })
+
+	kills.Store(maxSendAttempts - 1)
+	c.send(&pgproto3.Parse{Query: "select 2"}, &pgproto3.Sync{})
+	if got := c.until(); !slices.Equal(got, []string{"1", "Z:I"}) {
+		t.Fatalf("Parse and Sync whose backends were lost twice before they were sent: %v", got)
+	}
+	kills.Store(maxSendAttempts)
+	c.send(&pgproto3.Parse{Query: "select 3"}, &pgproto3.Sync{})
+	if got := c.until(); len(got) == 0 || !slices.Equal(got[len(got)-2:], []string{"E:08006", "Z:I"}) {
+		t.Fatalf("Parse and Sync whose backends were all lost before they were sent: %v", got)
+	}
+	kills.Store(0)
+	c.send(&pgproto3.Query{String: "select 4"})
+	if got := c.until(); !slices.Equal(got, []string{"C:OK select 4", "Z:I"}) {
+		t.Fatalf("the next query: %v", got)
+	}
 }

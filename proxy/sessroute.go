@@ -184,11 +184,12 @@ func (s *session) attachBound(bind bool) (*serverConn, error) {
 		s.mu.Unlock()
 	}
 	for len(s.deferred) > 0 {
-		d := s.deferred[0]
-		s.deferred = s.deferred[1:]
-		if err := d.send(c); err != nil {
+		// Dropped once sent: a Parse that could not be (its backend
+		// lost, errBackendGone) waits for the next backend.
+		if err := s.deferred[0].send(c); err != nil {
 			return nil, err
 		}
+		s.deferred = s.deferred[1:]
 	}
 	s.deferred = nil
 	return c, nil

@@ -131,18 +131,33 @@ func (s *session) endMulti(st parser.Statement) (string, error) {
 	s.mu.Lock()
 	failed := s.failedTx || s.vtxFailed
 	s.failedTx = false
+	lost, from := s.takeLostLocked()
 	s.mu.Unlock()
 	for _, tp := range parts {
 		if tp.status != 'T' {
 			failed = true
 		}
 	}
+	if !failed && lost == nil {
+		// A backend lost while parked told nobody: the transaction is
+		// failed, and the client learns it now.
+		for _, tp := range parts {
+			if tp.c.closed.Load() {
+				lost, from = errPartLost(tp.c), tp.c.p
+				break
+			}
+		}
+	}
 	tag := "ROLLBACK"
 	var cerr error
-	if st.Kind == parser.Commit && !failed {
+	switch {
+	case st.Kind == parser.Commit && lost != nil && !st.Chain:
+		s.rollbackParts(parts)
+		cerr = errCommitLost(lost, from)
+	case st.Kind == parser.Commit && !failed && lost == nil:
 		tag = "COMMIT"
 		cerr = s.commitParts(parts)
-	} else {
+	default:
 		s.rollbackParts(parts)
 	}
 	s.mu.Lock()

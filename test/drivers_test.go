@@ -1123,6 +1123,87 @@ func cancelWhenRunning(conn *pgx.Conn, query string, args ...any) (time.Duration
 	}
 }
 
+// TestCancelWhileWaitingForBackend: a cancel request for a statement that
+// waits for a backend (the pool's only one is another client's) drops the
+// statement, as PgBouncer does: the client gets 57014 at once and the
+// statement never runs, not even once the backend is free.
+func TestCancelWhileWaitingForBackend(t *testing.T) {
+	checkNoGoroutineLeak(t)
+	p := startProxy(t, proxyConfig{mode: proxy.PoolTransaction, poolSize: 1, edit: func(o *proxy.Options) {
+		o.QueryWaitTimeout = time.Minute
+		o.AdminUsers = []string{"admin"}
+		o.Users = append(o.Users, proxy.User{Name: "admin", Password: "adminpw", Auth: proxy.AuthSCRAM})
+	}})
+	ctx := t.Context()
+	if err := backend.Exec(ctx, "app", "DROP TABLE IF EXISTS cancel_wait; CREATE TABLE cancel_wait (id int); GRANT ALL ON cancel_wait TO app"); err != nil {
+		t.Fatal(err)
+	}
+	holder := pgxConnect(t, p.url("app", "app", "app"))
+	waiter := pgxConnect(t, p.url("app", "app", "app"), withCancelRequests)
+	admin := adminConn(t, p)
+	waiting := func() string {
+		_, rows := show(t, admin, "SHOW POOLS")
+		if r := find(rows, "database", "app", "user", "app"); len(r) == 1 {
+			return r[0]["cl_waiting"]
+		}
+		return "?"
+	}
+
+	for _, tc := range []struct {
+		name string
+		mode pgx.QueryExecMode
+	}{{"simple", pgx.QueryExecModeSimpleProtocol}, {"extended", pgx.QueryExecModeCacheStatement}} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The holder keeps the pool's only backend in its transaction.
+			tx, err := holder.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+				t.Fatal(err)
+			}
+			qctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() {
+				_, err := waiter.Exec(qctx, "INSERT INTO cancel_wait VALUES ($1)", tc.mode, 1)
+				done <- err
+			}()
+			deadline := time.Now().Add(10 * time.Second)
+			for waiting() != "1" {
+				if time.Now().After(deadline) {
+					t.Fatal("the waiter never waited for the backend (SHOW POOLS cl_waiting)")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			cancel() // pgx sends a CancelRequest
+			select {
+			case err = <-done:
+			case <-time.After(20 * time.Second):
+				t.Fatal("the cancelled statement did not end while the backend stayed busy")
+			}
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "57014" {
+				t.Fatalf("statement cancelled while waiting for a backend: %v, want SQLSTATE 57014", err)
+			}
+			t.Logf("cancelled while waiting: %s %s (detail %q)", pe.Code, pe.Message, pe.Detail)
+			if got := waiting(); got != "0" {
+				t.Errorf("SHOW POOLS cl_waiting = %s after the cancel, want 0", got)
+			}
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// The waiter's next statement runs after anything of its own
+			// that was sent: the cancelled INSERT never was.
+			var n int
+			if err := waiter.QueryRow(ctx, "SELECT count(*) FROM cancel_wait").Scan(&n); err != nil || n != 0 {
+				t.Errorf("cancel_wait has %d rows (%v), want 0: the cancelled statement ran", n, err)
+			}
+		})
+	}
+	checkNoIdleInTransaction(t)
+}
+
 // TestCancelDoesNotHitOtherClient cancels one client's queries while
 // another client runs queries on the same single backend: the cancel must
 // reach only the query it was meant for (pgbouncer #717).

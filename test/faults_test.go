@@ -8,6 +8,7 @@ package test
 // back appears and no statement ran twice.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -215,13 +216,19 @@ func TestFaultShardLostInTransaction(t *testing.T) {
 			case "commit":
 				fp.Cut()
 				time.Sleep(200 * time.Millisecond)
+				// COMMIT is the first statement after the loss: it says
+				// what happened (a bare ROLLBACK tag would not), and the
+				// transaction is over.
 				r, err := c.run(simple, "COMMIT")
-				switch {
-				case err == nil && r.tag == "ROLLBACK":
-				case err == nil:
-					t.Errorf("COMMIT after s1 was lost: tag %q, want ROLLBACK or an error", r.tag)
-				default:
-					wantFault(t, "COMMIT after s1 was lost", err, "s1", "08006")
+				if err == nil {
+					t.Fatalf("COMMIT after s1 was lost: tag %q, want 08006", r.tag)
+				}
+				pe := wantFault(t, "COMMIT after s1 was lost", err, "s1", "08006")
+				if !strings.Contains(pe.Message, "rolled back") || !strings.Contains(pe.Detail, "not retried") {
+					t.Errorf("COMMIT after s1 was lost: %q (detail %q) does not say the transaction was rolled back and not retried", pe.Message, pe.Detail)
+				}
+				if st := c.PgConn().TxStatus(); st != 'I' {
+					t.Errorf("after the failed COMMIT the transaction status is %q, want I", st)
 				}
 			}
 			// Nothing of the failed transaction anywhere, nothing twice.
@@ -509,4 +516,58 @@ func TestFaultTwoPhaseParticipantLost(t *testing.T) {
 		c.mustRun(t, simple, "COMMIT").wantTag(t, "COMMIT")
 		rc.checkShardRows(t, want("c+", "c+", "c"), all)
 	})
+}
+
+// TestFaultCopyShardLostAtStart: a COPY FROM STDIN split over shards
+// waits for every shard's CopyInResponse before it answers the client.
+// A shard that answered and is lost (or fails) while another has not
+// answered yet fails the COPY at once, with the shard's error; it used to
+// be forgotten, and the session then waited for that shard's end of the
+// COPY forever. Nothing is copied anywhere, and the session works again.
+func TestFaultCopyShardLostAtStart(t *testing.T) {
+	rc := routingServers(t)
+	checkNoGoroutineLeak(t)
+	fp := faultProxy(t, rc, 1)
+	// s1 answers slowly, not so slowly that its health checks fail.
+	set := map[string]string{"health_check_interval": "200ms", "health_check_timeout": "10s"}
+	p := startFaultyProxy(t, rc, routingOptions{noNotices: true}, 1, fp, set)
+	keys := rc.intKeys(t, usersRule, 13000, 1)
+	ks := []int{keys[0][0], keys[1][0], keys[2][0]}
+	want := faultRows(t, rc, ks)
+	fresh := rc.intKeys(t, usersRule, 14000, 1)
+	c := connectRouted(t, p)
+	// s1's pool has a backend: the COPY needs no login through the delay.
+	c.mustRun(t, simple, fmt.Sprintf("SELECT name FROM users WHERE id = %d", ks[1])).wantRows(t, "c")
+
+	fp.Delay(time.Second) // s1's CopyInResponse comes 2s after its COPY is sent
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		data := fmt.Sprintf("%d\tnew\n%d\tnew\n%d\tnew\n", fresh[0][0], fresh[1][0], fresh[2][0])
+		_, err := c.PgConn().CopyFrom(ctx, strings.NewReader(data), "COPY users (id, name) FROM STDIN")
+		done <- err
+	}()
+	// s0 copies already (it waits for rows) while s1 has not answered:
+	// its backend goes.
+	waitActive(t, rc, 0, "COPY users")
+	if err := rc.shards[0].Exec(t.Context(), "postgres",
+		"SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = 'app' AND query LIKE 'COPY users%'"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		wantFault(t, "COPY whose shard s0 was lost before s1 answered", err, "", "57P01", "08006")
+	case <-time.After(15 * time.Second):
+		t.Fatal("the COPY did not end 15s after shard s0's backend was lost")
+	}
+	fp.Heal()
+	rc.checkShardRows(t, want("c", "c", "c"), "SELECT id, name FROM users")
+	for i, s := range rc.shards {
+		if n := directRows(t, s, "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app' AND state LIKE 'idle in transaction%'"); n[0] != "0" {
+			t.Errorf("shard %d: %s backends of app idle in a transaction after the failed COPY", i, n[0])
+		}
+	}
+	c.checkUsable(t)
+	c.mustRun(t, simple, "SELECT count(*) FROM users").wantRows(t, "3")
 }

