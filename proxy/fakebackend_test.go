@@ -20,7 +20,8 @@ import (
 //
 //   - Query: each ;-separated statement answers CommandComplete "OK <stmt>";
 //     "fail" and "select 1/0" fail (22012); "die" closes the connection
-//     without a reply; BEGIN/COMMIT/ROLLBACK move the transaction status and
+//     without a reply; "select then shut down" answers, then sends FATAL
+//     57P01 and closes, in one write; BEGIN/COMMIT/ROLLBACK move the transaction status and
 //     statements in a failed transaction fail with 25P02.
 //   - Parse fails (42601) when the query contains "syntax error"; Bind of an
 //     unknown statement fails (26000); Execute answers "EXEC <query>".
@@ -175,6 +176,15 @@ func (fb *fakeBackend) serve(c net.Conn) {
 		case *pgproto3.Query:
 			fb.record(id, "Q %s", m.String)
 			if m.String == "die" {
+				return
+			}
+			if m.String == "select then shut down" {
+				// Answers, then goes away as a server shutting down
+				// does: its FATAL right behind the ReadyForQuery.
+				be.Send(&pgproto3.CommandComplete{CommandTag: []byte("OK " + m.String)})
+				be.Send(&pgproto3.ReadyForQuery{TxStatus: status})
+				be.Send(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "57P01", Message: "terminating connection due to administrator command"})
+				be.Flush()
 				return
 			}
 			if rows := fb.rows.Load(); rows != nil && strings.HasPrefix(m.String, "SELECT abalance") {

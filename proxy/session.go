@@ -681,6 +681,15 @@ func (s *session) cancelWaitLocked() bool {
 // it, and once it does.
 var testHookAcquired, testHookAttached func(*serverConn)
 
+// testHookBatchSent, when set by a test, is called once endBatch has sent
+// the batch to backend c, before the session stops holding it;
+// testHookUnflushed when the reader leaves a reply of c's (its last
+// message of type typ) unflushed for the next message.
+var (
+	testHookBatchSent func(c *serverConn)
+	testHookUnflushed func(c *serverConn, typ byte)
+)
+
 func (s *session) acquire() (*serverConn, error) {
 	s.waitPool.Store(s.pool)
 	s.waitSince.Store(time.Now().UnixNano())
@@ -882,6 +891,9 @@ func (s *session) endBatch() {
 		if err := c.bw.Flush(); err != nil {
 			c.nc.Close()
 		}
+		if testHookBatchSent != nil {
+			testHookBatchSent(c)
+		}
 	}
 	s.mu.Lock()
 	s.holding = false
@@ -895,6 +907,12 @@ func (s *session) endBatch() {
 	s.mu.Unlock()
 	if rel != nil {
 		s.giveBack(rel)
+		// The reader may have left the end of its reply unflushed,
+		// counting on the backend's next message: there is none for
+		// this session now.
+		s.wmu.Lock()
+		s.flushOwed()
+		s.wmu.Unlock()
 	}
 	if s.wroteDirect {
 		s.wroteDirect = false
@@ -903,6 +921,17 @@ func (s *session) endBatch() {
 			s.clientErr = s.clientBuf().Flush()
 		}
 		s.wmu.Unlock()
+	}
+}
+
+// flushOwed sends the client what its write buffer holds. The backend
+// reader flushes a reply only once its backend's buffer is drained,
+// counting on the next message to flush the rest; where that next message
+// does not come to this session (the backend leaves it, or dies), this
+// is called instead. Called with wmu held.
+func (s *session) flushOwed() {
+	if s.cw != nil && s.cw.Buffered() > 0 && s.clientErr == nil {
+		s.clientErr = s.cw.Flush()
 	}
 }
 
@@ -1559,6 +1588,7 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 	s.mu.Lock()
 	if s.backend != c {
 		s.mu.Unlock()
+		s.flushOwed()
 		return skip(c.br, headerLen+n)
 	}
 	s.fakes = s.takeFakes(s.fakes[:0])
@@ -1575,6 +1605,7 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 			// noticed.
 			s.deathErr = parseServerError(body)
 			s.mu.Unlock()
+			s.flushOwed()
 			return skip(c.br, headerLen+n)
 		}
 		s.copyIn = false
@@ -1749,6 +1780,8 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 	}
 	if (c.br.Buffered() == 0 || release) && s.clientErr == nil {
 		s.clientErr = s.clientBuf().Flush()
+	} else if testHookUnflushed != nil {
+		testHookUnflushed(c, typ)
 	}
 	if s.clientErr != nil {
 		s.clientBuf().Reset(io.Discard)
@@ -1894,6 +1927,7 @@ func (s *session) backendLost(c *serverConn, cause error) {
 	s.mu.Lock()
 	if s.backend != c {
 		s.mu.Unlock()
+		s.flushOwed()
 		return
 	}
 	s.backend = nil

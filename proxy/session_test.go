@@ -481,3 +481,47 @@ func TestDeferredParseBackendLostBeforeSend(t *testing.T) {
 		t.Fatalf("the next query: %v", got)
 	}
 }
+
+// A server shutting down right after it answered (fast shutdown): its
+// FATAL arrives with the reply. The reader, with more to read, leaves the
+// reply in the client's buffer for its next message to flush; when the
+// session lets the backend go before that next message (the FATAL, which
+// then finds no owner), the reply stayed there, unflushed, and the client
+// waited for it forever.
+func TestReplyThenServerShutdown(t *testing.T) {
+	fb := startFakeBackend(t)
+	c := dialClient(t, fakeProxy(t, fb, PoolTransaction, 2))
+	var armed atomic.Bool
+	sawZ := make(chan struct{}, 1)
+	testHookBatchSent = func(*serverConn) {
+		if armed.Load() {
+			// The reply's ReadyForQuery comes while the session still
+			// holds its backend.
+			select {
+			case <-sawZ:
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}
+	testHookUnflushed = func(sc *serverConn, typ byte) {
+		if armed.Load() && typ == 'Z' {
+			// The session lets the backend go before the reader reads
+			// the FATAL behind the ReadyForQuery.
+			sawZ <- struct{}{}
+			for deadline := time.Now().Add(5 * time.Second); sc.owner.Load() != nil && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	t.Cleanup(func() { testHookBatchSent, testHookUnflushed = nil, nil })
+	armed.Store(true)
+	c.send(&pgproto3.Query{String: "select then shut down"})
+	if got := c.until(); !slices.Equal(got, []string{"C:OK select then shut down", "Z:I"}) {
+		t.Fatalf("reply of a server that then shut down: %v", got)
+	}
+	armed.Store(false)
+	c.send(&pgproto3.Query{String: "select 2"})
+	if got := c.until(); !slices.Equal(got, []string{"C:OK select 2", "Z:I"}) {
+		t.Fatalf("the next query: %v", got)
+	}
+}
