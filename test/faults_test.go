@@ -17,7 +17,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/pgshard/pgshard/config"
 	"github.com/pgshard/pgshard/test/faultproxy"
 )
 
@@ -56,20 +55,7 @@ func startFaultyProxy(t testing.TB, rc *routingCluster, o routingOptions, via in
 			lines = append([]string{k + ": " + v}, lines...)
 		}
 	}
-	text = strings.Join(lines, "\n")
-	cfg, err := config.Parse([]byte(text))
-	if err != nil {
-		t.Fatalf("config.Parse: %v\nconfiguration:\n%s", err, text)
-	}
-	logger := o.logger
-	if logger == nil && testing.Verbose() {
-		logger = testLogger(t)
-	}
-	opts, err := cfg.ProxyOptions(logger)
-	if err != nil {
-		t.Fatalf("ProxyOptions: %v", err)
-	}
-	return serveProxy(t, opts)
+	return startProxyYAML(t, strings.Join(lines, "\n"), o)
 }
 
 // faultSettings are the settings of the fault tests: checks often, so that

@@ -245,7 +245,13 @@ databases:
 // ends. Users: app/app (SCRAM) and trustuser (trust), both on database app.
 func startRoutingProxy(t testing.TB, rc *routingCluster, o routingOptions) *testProxy {
 	t.Helper()
-	text := rc.configYAML(o)
+	return startProxyYAML(t, rc.configYAML(o), o)
+}
+
+// startProxyYAML runs pgshard configured by text until the test ends,
+// logging to o.logger (or the test's log when verbose).
+func startProxyYAML(t testing.TB, text string, o routingOptions) *testProxy {
+	t.Helper()
 	cfg, err := config.Parse([]byte(text))
 	if err != nil {
 		t.Fatalf("config.Parse: %v\nconfiguration:\n%s", err, text)
