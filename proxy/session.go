@@ -139,7 +139,12 @@ type session struct {
 	lostFrom    *backendPool
 	failedRound bool // the server reported an error and skips to Sync
 	deathErr    *pgError
-	unparsed    []unparsed        // client statements whose Parse failed or was skipped
+	unparsed    []unparsed // client statements whose Parse failed or was skipped
+	// roundParsed are the client statements whose Parse was answered in
+	// the client's extended-protocol round still open (no ReadyForQuery
+	// yet): if the backend is lost before the round ends, the client sees
+	// the round fail and takes them as never made, so they are forgotten.
+	roundParsed []unparsed
 	params      map[string]string // committed SET statements by setting
 	pending     []setOp           // SETs of the open transaction
 	connUnknown bool              // the backend's settings no longer match params
@@ -1640,6 +1645,7 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 		forward = !e.swallow
 		if forward {
 			s.roundErr = false // the client's round is over
+			s.roundParsed = s.roundParsed[:0]
 		}
 		status := byte('I')
 		if len(body) > 0 {
@@ -1680,6 +1686,9 @@ func (s *session) fromServer(c *serverConn, typ byte, n int) error {
 		forward = !e.swallow
 		if typ == 'I' && e.kind == eQuery {
 			break
+		}
+		if typ == '1' && e.cs != nil {
+			s.roundParsed = append(s.roundParsed, unparsed{name: e.cname, cs: e.cs})
 		}
 		s.q.pop()
 	case 'T':
@@ -1804,6 +1813,9 @@ func (s *session) takeFakes(buf []byte) []byte {
 		buf = append(buf, e.fake...)
 		if e.readyAfter {
 			buf = appendReadyForQuery(buf, s.clientStatusLocked())
+		}
+		if e.cs != nil {
+			s.roundParsed = append(s.roundParsed, unparsed{name: e.cname, cs: e.cs})
 		}
 		s.q.pop()
 	}
@@ -1984,6 +1996,12 @@ func (s *session) backendLost(c *serverConn, cause error) {
 		}
 		s.q.pop()
 	}
+	if told {
+		// The client sees its round fail: the statements it made are
+		// not there for it either.
+		s.unparsed = append(s.unparsed, s.roundParsed...)
+	}
+	s.roundParsed = s.roundParsed[:0]
 	if status == 'E' && !told {
 		// Idle in its transaction: the client learns at its next
 		// statement.
