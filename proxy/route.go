@@ -431,7 +431,7 @@ func keyValues(dst []string, v parser.Value, array bool, p *bindParams, typ rout
 func parseTextArray(s string) ([]string, bool, error) {
 	s = strings.TrimSpace(s)
 	if len(s) < 2 || s[0] != '{' || s[len(s)-1] != '}' {
-		return nil, false, fmt.Errorf("malformed array literal: %q", s)
+		return nil, false, &pgError{Severity: "ERROR", Code: codeInvalidTextRepr, Message: fmt.Sprintf("malformed array literal: %q", s)}
 	}
 	s = s[1 : len(s)-1]
 	var out []string
@@ -448,7 +448,7 @@ func parseTextArray(s string) ([]string, bool, error) {
 				b.WriteByte(s[i])
 			}
 			if i >= len(s) {
-				return nil, false, fmt.Errorf("malformed array literal")
+				return nil, false, &pgError{Severity: "ERROR", Code: codeInvalidTextRepr, Message: "malformed array literal"}
 			}
 			elem, s = b.String(), s[i+1:]
 		} else {
@@ -468,7 +468,7 @@ func parseTextArray(s string) ([]string, bool, error) {
 		s = strings.TrimLeft(s, " ")
 		if len(s) > 0 {
 			if s[0] != ',' {
-				return nil, false, fmt.Errorf("malformed array literal")
+				return nil, false, &pgError{Severity: "ERROR", Code: codeInvalidTextRepr, Message: "malformed array literal"}
 			}
 			s = s[1:]
 		}
